@@ -1,0 +1,107 @@
+/**
+ * Named, expected failures. Each carries its HTTP status and a stable machine-readable `code`;
+ * `src/app.ts` maps them to `{"error": {"code", "message", "details"}}` in one `onError`.
+ * Anything that is not an `HttpError` is a bug and becomes a 500 without a stack trace.
+ */
+export class HttpError extends Error {
+  constructor(
+    readonly status: 400 | 401 | 404 | 405 | 413 | 415 | 422 | 429 | 503 | 504,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** The request could not be parsed: bad JSON, a corrupt `.npy` header, an undecodable PNG. */
+export class MalformedInputError extends HttpError {
+  constructor(message: string, details?: unknown) {
+    super(400, "malformed_input", message, details);
+  }
+}
+
+/** A required multipart part is absent. */
+export class MissingPartError extends HttpError {
+  constructor(part: string, details?: unknown) {
+    super(400, "missing_part", `multipart part '${part}' is required`, details);
+  }
+}
+
+/** Params, state or another JSON document failed schema validation. */
+export class ValidationError extends HttpError {
+  constructor(message: string, details?: unknown) {
+    super(400, "invalid_params", message, details);
+  }
+}
+
+/** A configured size limit (bytes, parts, images, parameters) was exceeded. */
+export class LimitExceededError extends HttpError {
+  constructor(message: string, details?: unknown) {
+    super(413, "limit_exceeded", message, details);
+  }
+}
+
+/** The request's content type (or a part's) is not one this endpoint accepts. */
+export class UnsupportedMediaTypeError extends HttpError {
+  constructor(message: string, details?: unknown) {
+    super(415, "unsupported_media_type", message, details);
+  }
+}
+
+/** Well-formed inputs that do not fit together: image shape vs model input, label count. */
+export class ShapeMismatchError extends HttpError {
+  constructor(message: string, details?: unknown) {
+    super(422, "shape_mismatch", message, details);
+  }
+}
+
+/** A model bundle that parses but cannot be used: unknown layer, missing shard, NaN weights. */
+export class UnsupportedModelError extends HttpError {
+  constructor(message: string, details?: unknown) {
+    super(422, "unsupported_model", message, details);
+  }
+}
+
+/** Well-formed but unusable input that is neither a shape nor a model problem. */
+export class UnprocessableError extends HttpError {
+  constructor(message: string, details?: unknown) {
+    super(422, "unprocessable", message, details);
+  }
+}
+
+/** The estimated cost of a request exceeds the configured budget; refused before any work. */
+export class CostExceededError extends HttpError {
+  constructor(message: string, details?: unknown) {
+    super(422, "cost_exceeded", message, details);
+  }
+}
+
+/** Missing or wrong bearer token. */
+export class UnauthorizedError extends HttpError {
+  constructor() {
+    super(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required");
+  }
+}
+
+/** The request ran past its time budget and was stopped. */
+export class TimeBudgetExceededError extends HttpError {
+  constructor(budgetMs: number) {
+    super(504, "time_budget_exceeded", `the request exceeded its time budget of ${budgetMs} ms`, {
+      budgetMs,
+    });
+  }
+}
+
+/** The work queue is full; `retryAfterS` goes out as `Retry-After`. */
+export class SaturatedError extends HttpError {
+  constructor(readonly retryAfterS: number) {
+    super(503, "saturated", "the service is busy; retry later", { retryAfterS });
+  }
+}
+
+/** Throws `err` unless `cond` holds; keeps parsers terse. */
+export function ensure(cond: unknown, err: () => HttpError): asserts cond {
+  if (!cond) throw err();
+}

@@ -1,0 +1,99 @@
+/**
+ * Tensor backend choice: `webgpu` where a GPU adapter exists, else `wasm` (XNNPACK SIMD), else
+ * `cpu`; `BACKEND` forces one. Also installs the kernels tfjs lacks and warms the backend so the
+ * first request does not pay for shader compilation or wasm instantiation.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import "@tensorflow/tfjs-backend-webgpu";
+import { registerConvGradKernels } from "./conv_grad_kernels.ts";
+import { registerWasmMatMulTranspose } from "./matmul_transpose.ts";
+
+export type BackendName = "webgpu" | "wasm" | "cpu";
+export const BACKEND_ORDER: readonly BackendName[] = ["webgpu", "wasm", "cpu"];
+
+export interface BackendInfo {
+  name: BackendName;
+  /** What was tried before the chosen one, and why each was passed over. */
+  skipped: { name: BackendName; reason: string }[];
+  adapter?: string;
+  warmupMs: number;
+  tfjsVersion: string;
+}
+
+let wasmPathsSet = false;
+
+function wasmDir(): string {
+  // The .wasm binaries are looked up next to the installed npm package ("nodeModulesDir": "auto").
+  const url = new URL(
+    "../../node_modules/@tensorflow/tfjs-backend-wasm/dist/",
+    import.meta.url,
+  );
+  return url.href;
+}
+
+async function webgpuAdapter(): Promise<string | undefined> {
+  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
+  if (!gpu) return undefined;
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) return undefined;
+  const info = (adapter as { info?: GPUAdapterInfo }).info;
+  return info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean)
+    .join(" ") || "unknown" : "unknown";
+}
+
+async function tryBackend(name: BackendName): Promise<void> {
+  if (name === "wasm" && !wasmPathsSet) {
+    setWasmPaths(wasmDir());
+    wasmPathsSet = true;
+  }
+  if (name === "webgpu" && (await webgpuAdapter()) === undefined) {
+    throw new Error("no WebGPU adapter");
+  }
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new Error(`tf.setBackend('${name}') failed`);
+  await tf.ready();
+}
+
+/** A forward and backward pass through a conv net, so kernels are compiled before requests. */
+async function warm(): Promise<void> {
+  const x = tf.randomUniform([2, 8, 8, 1]);
+  const f = tf.randomUniform([3, 3, 1, 2]);
+  const g = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+    tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, "same").maxPool(2, 2, "valid").mean()
+  );
+  const out = g([x, f]);
+  await Promise.all(out.map((t) => t.data()));
+  tf.dispose([x, f, ...out]);
+}
+
+/**
+ * Picks and initialises a backend. `forced` selects one and fails if it cannot start; otherwise
+ * the first of {@link BACKEND_ORDER} that starts wins.
+ */
+export async function initBackend(forced?: BackendName): Promise<BackendInfo> {
+  registerConvGradKernels("wasm");
+  registerConvGradKernels("cpu");
+  registerWasmMatMulTranspose();
+  const skipped: BackendInfo["skipped"] = [];
+  const order = forced ? [forced] : BACKEND_ORDER;
+  for (const name of order) {
+    try {
+      await tryBackend(name);
+      const t0 = performance.now();
+      await warm();
+      return {
+        name,
+        skipped,
+        adapter: name === "webgpu" ? await webgpuAdapter() : undefined,
+        warmupMs: Math.round(performance.now() - t0),
+        tfjsVersion: tf.version.tfjs,
+      };
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      if (forced) throw new Error(`backend '${name}' could not start: ${reason}`);
+      skipped.push({ name, reason });
+    }
+  }
+  throw new Error(`no tensor backend could start: ${JSON.stringify(skipped)}`);
+}
