@@ -21,3 +21,29 @@ export async function assertNoLeak<T>(fn: () => Promise<T> | T): Promise<T> {
   }
   return out;
 }
+
+/** An in-process app on the test backend, with config from `env` (defaults otherwise). */
+export async function testApp(env: Record<string, string> = {}) {
+  const [{ createApp }, { loadConfig }] = await Promise.all([
+    import("../src/app.ts"),
+    import("../src/config.ts"),
+  ]);
+  const backend = await setupBackend();
+  return createApp({
+    config: loadConfig({ LOG_REQUESTS: "false", ...env }),
+    backend: backend as Parameters<typeof createApp>[0]["backend"],
+  });
+}
+
+/** Asserts the DESIGN.md error shape and returns the error code. */
+export async function errorCode(res: Response, status: number): Promise<string> {
+  const body = await res.json();
+  if (res.status !== status) {
+    throw new Error(`expected ${status}, got ${res.status}: ${JSON.stringify(body)}`);
+  }
+  if (typeof body?.error?.code !== "string" || typeof body?.error?.message !== "string") {
+    throw new Error(`not the error shape: ${JSON.stringify(body)}`);
+  }
+  if (JSON.stringify(body).includes("    at ")) throw new Error("stack trace in error body");
+  return body.error.code;
+}

@@ -1,0 +1,21 @@
+/** The typed per-request context shared by middleware and routes. */
+import type { Config } from "../config.ts";
+import type { BackendInfo } from "../tensor/backend.ts";
+import type { EngineQueue } from "./engine_queue.ts";
+import type { Metrics } from "./metrics.ts";
+
+export interface Services {
+  config: Config;
+  backend: BackendInfo;
+  metrics: Metrics;
+  queue: EngineQueue;
+}
+
+export type AppEnv = {
+  Variables: {
+    requestId: string;
+    /** Aborted when the client goes away or the request's time budget runs out. */
+    signal: AbortSignal;
+    services: Services;
+  };
+};

@@ -1,0 +1,96 @@
+/**
+ * Turning a compute request's parts into validated inputs: the model bundle, the images and the
+ * labels, each checked against the config's limits and against each other. Shared by every
+ * compute route so that each validates exactly the same way.
+ */
+import type { Config } from "../config.ts";
+import { MissingPartError, ShapeMismatchError, UnsupportedMediaTypeError } from "../errors.ts";
+import { type ImageBatch, imagesFromFiles, imagesFromNpy } from "../io/images.ts";
+import { parseLabels } from "../io/labels.ts";
+import { parseBundle } from "../io/model_bundle.ts";
+import { parseNpy } from "../io/npy.ts";
+import type { Preprocess } from "../model/classifier.ts";
+import { type LoadedClassifier, loadClassifier } from "../model/load_classifier.ts";
+import type { FilePart, Form } from "./form.ts";
+
+const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
+
+export function isNpy(bytes: Uint8Array): boolean {
+  return NPY_MAGIC.every((b, i) => bytes[i] === b);
+}
+
+/** Parsed (not yet loaded) model bundle from parts `model` + `weights`. */
+export async function readBundle(form: Form, config: Config, prefix = "") {
+  const model = await form.file(`${prefix}model`, true);
+  const shards = await form.files(`${prefix}weights`);
+  return parseBundle(
+    model.bytes,
+    shards.map((s) => ({ name: s.name, bytes: s.bytes })),
+    {
+      maxModelJsonBytes: config.MAX_MODEL_JSON_BYTES,
+      maxWeightBytes: config.MAX_WEIGHT_BYTES,
+      maxParams: config.MAX_MODEL_PARAMS,
+      maxLayers: config.MAX_MODEL_LAYERS,
+    },
+  );
+}
+
+/** Loads a parsed bundle into a classifier (tensor work: call inside the engine queue). */
+export function loadModel(
+  bundle: Awaited<ReturnType<typeof readBundle>>,
+  preprocess?: Preprocess,
+): Promise<LoadedClassifier> {
+  return loadClassifier(bundle, preprocess);
+}
+
+/** Images from `field`: one `.npy`, or one or more PNG/JPEG files. */
+export async function readImages(
+  form: Form,
+  config: Config,
+  field = "images",
+  channels?: 1 | 3,
+): Promise<ImageBatch> {
+  const parts = await form.files(field);
+  if (parts.length === 0) throw new MissingPartError(field);
+  const limits = {
+    maxImages: config.MAX_IMAGES,
+    maxPixels: config.MAX_PIXELS,
+    maxSide: config.MAX_IMAGE_SIDE,
+  };
+  if (parts.some((p) => isNpy(p.bytes))) {
+    if (parts.length !== 1) {
+      throw new UnsupportedMediaTypeError(
+        `'${field}' takes either one .npy or PNG/JPEG files, got ${parts.length} parts with a .npy among them`,
+      );
+    }
+    const arr = parseNpy(parts[0].bytes, {
+      maxBytes: config.MAX_BODY_BYTES,
+      maxElements: config.MAX_PIXELS,
+    });
+    return imagesFromNpy(arr, limits);
+  }
+  return imagesFromFiles(parts.map((p) => ({ name: p.name, bytes: p.bytes })), limits, channels);
+}
+
+/** Labels from `field` (`.npy` or a JSON array), checked against count and class range. */
+export async function readLabels(
+  form: Form,
+  field: string,
+  expect: { count: number; numClasses: number },
+  required = true,
+): Promise<Int32Array | undefined> {
+  const part: FilePart | undefined = await form.file(field, required as true);
+  if (!part) return undefined;
+  return parseLabels({ bytes: part.bytes, kind: isNpy(part.bytes) ? "npy" : "json" }, expect);
+}
+
+/** Images must match the model's `[H, W, C]`. */
+export function checkImagesFit(images: ImageBatch, inputShape: [number, number, number]): void {
+  const [, h, w, c] = images.shape;
+  if (h !== inputShape[0] || w !== inputShape[1] || c !== inputShape[2]) {
+    throw new ShapeMismatchError(
+      `images are ${h}×${w}×${c} but the model takes ${inputShape.join("×")}`,
+      { images: images.shape, model: inputShape },
+    );
+  }
+}
