@@ -32,7 +32,8 @@ export const operations: Operation[] = [
   {
     method: "get",
     path: "/readyz",
-    summary: "Readiness: the tensor backend is chosen and warmed; reports backend, versions, limits.",
+    summary:
+      "Readiness: the tensor backend is chosen and warmed; reports backend, versions, limits.",
     open: true,
     response: Ready,
   },

@@ -24,7 +24,6 @@ export const ConfigSchema = z.object({
   MAX_PARTS: int(256, 1, 100_000, "most multipart parts in one request"),
   MAX_IMAGES: int(20_000, 1, 1_000_000, "most images in one request"),
   MAX_PIXELS: int(64_000_000, 1, 2_000_000_000, "most N·H·W·C values in one request's images"),
-  MAX_IMAGE_SIDE: int(4096, 1, 65_535, "largest height or width of one image"),
   MAX_MODEL_JSON_BYTES: int(8 * MiB, 1024, 512 * MiB, "largest model.json"),
   MAX_WEIGHT_BYTES: int(200 * MiB, 1024, 4096 * MiB, "largest total weight bytes of a model"),
   MAX_MODEL_PARAMS: int(50_000_000, 1, 1_000_000_000, "most parameters in a model"),

@@ -47,3 +47,28 @@ export async function errorCode(res: Response, status: number): Promise<string> 
   if (JSON.stringify(body).includes("    at ")) throw new Error("stack trace in error body");
   return body.error.code;
 }
+
+const FIXTURE = new URL("./fixtures/tiny_cnn/", import.meta.url);
+
+/** Bytes of a file under tests/fixtures/tiny_cnn/. */
+export function fixtureBytes(name: string): Uint8Array {
+  return Deno.readFileSync(new URL(name, FIXTURE));
+}
+
+/** A multipart form with the tiny fixture model, its 64 images and (optionally) labels. */
+export function fixtureForm(
+  opts: { params?: unknown; labels?: boolean; images?: boolean } = {},
+): FormData {
+  const f = new FormData();
+  f.append("model", blobOf(fixtureBytes("model.json")), "model.json");
+  f.append("weights", blobOf(fixtureBytes("weights.bin")), "weights.bin");
+  if (opts.images !== false) f.append("images", blobOf(fixtureBytes("x.npy")), "x.npy");
+  if (opts.labels) f.append("labels", blobOf(fixtureBytes("y.npy")), "y.npy");
+  if (opts.params !== undefined) f.append("params", JSON.stringify(opts.params));
+  return f;
+}
+
+/** A Blob of bytes (TS 6 types Blob parts as ArrayBuffer-backed views only). */
+export function blobOf(bytes: Uint8Array, type = ""): Blob {
+  return new Blob([bytes as Uint8Array<ArrayBuffer>], { type });
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { errorCode, testApp } from "./_helpers.ts";
+import { blobOf, errorCode, testApp } from "./_helpers.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { timingSafeEqual } from "../src/http/auth.ts";
 
@@ -29,8 +29,8 @@ Deno.test("every response carries X-Request-Id, and a caller's safe id is kept",
   assert.match(a.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
   const b = await app.request("/healthz", { headers: { "X-Request-Id": "job-42.round-3" } });
   assert.equal(b.headers.get("x-request-id"), "job-42.round-3");
-  const c = await app.request("/healthz", { headers: { "X-Request-Id": "bad id\u0000<script>" } });
-  assert.notEqual(c.headers.get("x-request-id"), "bad id\u0000<script>");
+  const c = await app.request("/healthz", { headers: { "X-Request-Id": "bad id <script>" } });
+  assert.match(c.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
 });
 
 Deno.test("unknown routes get a JSON 404 in the error shape", async () => {
@@ -40,7 +40,10 @@ Deno.test("unknown routes get a JSON 404 in the error shape", async () => {
 
 Deno.test("with API_TOKEN, /v1 needs the bearer token while health endpoints stay open", async () => {
   const app = await testApp({ API_TOKEN: "s3cret-token-0123456789" });
-  assert.equal(await errorCode(await app.request("/v1/predict", { method: "POST" }), 401), "unauthorized");
+  assert.equal(
+    await errorCode(await app.request("/v1/predict", { method: "POST" }), 401),
+    "unauthorized",
+  );
   const wrong = await app.request("/v1/predict", {
     method: "POST",
     headers: { Authorization: "Bearer s3cret-token-0123456780" },
@@ -67,7 +70,7 @@ Deno.test("timingSafeEqual compares exactly", () => {
 Deno.test("a body over MAX_BODY_BYTES is refused with 413", async () => {
   const app = await testApp({ MAX_BODY_BYTES: "2048" });
   const form = new FormData();
-  form.append("model", new Blob([new Uint8Array(4096)]), "model.json");
+  form.append("model", blobOf(new Uint8Array(4096)), "model.json");
   const res = await app.request("/v1/predict", { method: "POST", body: form });
   assert.equal(await errorCode(res, 413), "limit_exceeded");
 });
@@ -87,9 +90,10 @@ Deno.test("a truncated multipart body is a 400", async () => {
   const res = await app.request("/v1/predict", {
     method: "POST",
     headers: { "Content-Type": "multipart/form-data; boundary=xyz" },
-    body: "--xyz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nabc",
+    body: '--xyz\r\nContent-Disposition: form-data; name="model"\r\n\r\nabc',
   });
-  assert.equal(await errorCode(res, 400), "malformed_input");
+  // Deno's parser either rejects the body or drops the unterminated part; both are a 400.
+  assert.ok(["malformed_input", "missing_part"].includes(await errorCode(res, 400)));
 });
 
 Deno.test("GET /metrics is Prometheus text with per-route counts and tensor gauges", async () => {

@@ -21,7 +21,7 @@ export function l1Norms(t: tf.Tensor4D): tf.Tensor1D {
   });
 }
 
-/** `[N]` → `[N, 1, 1, 1]`, to scale each image of a batch by its own factor. */
+/** `[N]` → `[N, 1, 1, 1]`: a per-image factor or flag that broadcasts over whole images. */
 export function perImage(v: tf.Tensor1D): tf.Tensor4D {
   return tf.reshape(v, [v.shape[0], 1, 1, 1]);
 }

@@ -16,7 +16,11 @@ export function renderDocs(openapi: unknown): string {
   for (const [path, methods] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(methods)) {
       const body = op.requestBody as
-        | { content: { "multipart/form-data": { schema: { properties: object; required: string[] } } } }
+        | {
+          content: {
+            "multipart/form-data": { schema: { properties: object; required: string[] } };
+          };
+        }
         | undefined;
       const parts = body?.content["multipart/form-data"].schema;
       const rows = parts
@@ -37,9 +41,7 @@ export function renderDocs(openapi: unknown): string {
         }</code></h2><p>${esc(String(op.summary ?? ""))}</p>${
           op.description ? `<p>${esc(String(op.description))}</p>` : ""
         }${
-          rows
-            ? `<table><tr><th>part</th><th>what</th><th>schema</th></tr>${rows}</table>`
-            : ""
+          rows ? `<table><tr><th>part</th><th>what</th><th>schema</th></tr>${rows}</table>` : ""
         }<details><summary>responses</summary><pre>${
           esc(JSON.stringify(op.responses, null, 2))
         }</pre></details></section>`,

@@ -92,7 +92,9 @@ export async function readForm(req: Request, limits: { maxParts: number }): Prom
     data = await req.formData();
   } catch (e) {
     if (e instanceof LimitExceededError) throw e;
-    throw new MalformedInputError(`the multipart body could not be parsed: ${(e as Error).message}`);
+    throw new MalformedInputError(
+      `the multipart body could not be parsed: ${(e as Error).message}`,
+    );
   }
   let parts = 0;
   for (const _ of data.keys()) parts++;

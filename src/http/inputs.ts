@@ -10,7 +10,7 @@ import { parseLabels } from "../io/labels.ts";
 import { parseBundle } from "../io/model_bundle.ts";
 import { parseNpy } from "../io/npy.ts";
 import type { Preprocess } from "../model/classifier.ts";
-import { type LoadedClassifier, loadClassifier } from "../model/load_classifier.ts";
+import { loadClassifier, type LoadedClassifier } from "../model/load_classifier.ts";
 import type { FilePart, Form } from "./form.ts";
 
 const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
@@ -52,11 +52,7 @@ export async function readImages(
 ): Promise<ImageBatch> {
   const parts = await form.files(field);
   if (parts.length === 0) throw new MissingPartError(field);
-  const limits = {
-    maxImages: config.MAX_IMAGES,
-    maxPixels: config.MAX_PIXELS,
-    maxSide: config.MAX_IMAGE_SIDE,
-  };
+  const limits = { maxImages: config.MAX_IMAGES, maxPixels: config.MAX_PIXELS };
   if (parts.some((p) => isNpy(p.bytes))) {
     if (parts.length !== 1) {
       throw new UnsupportedMediaTypeError(

@@ -241,6 +241,8 @@ interface Header {
   interlaced: boolean;
   /** PNG only: concatenated IDAT payloads. */
   idat?: Uint8Array;
+  /** PNG only: the file reduced to its critical chunks, which is all the decoder sees. */
+  critical?: Uint8Array;
 }
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -287,14 +289,19 @@ function readPngHeader(f: ImageFile): Header {
   ensure(b[26] === 0 && b[27] === 0 && interlace <= 1, () => bad("has unknown IHDR methods"));
 
   const parts: Uint8Array[] = [];
-  let at = 8, total = 0, ended = false;
+  // Ancillary chunks are dropped before decoding: fast-png inflates iCCP profiles without a cap,
+  // and nothing here uses colour profiles or text.
+  const critical: Uint8Array[] = [b.subarray(0, 8)];
+  let at = 8, ended = false;
   while (at + 8 <= b.length) {
     const len = view.getUint32(at);
     const t = type(at + 4);
     ensure(at + 12 + len <= b.length, () => bad(`is truncated inside its ${t} chunk`));
     if (t === "IDAT") {
       parts.push(b.subarray(at + 8, at + 8 + len));
-      total += len;
+    }
+    if (t === "IHDR" || t === "PLTE" || t === "IDAT" || t === "IEND") {
+      critical.push(b.subarray(at, at + 12 + len));
     }
     at += 12 + len;
     if (t === "IEND") {
@@ -304,12 +311,6 @@ function readPngHeader(f: ImageFile): Header {
   }
   ensure(ended, () => bad("is truncated (no IEND chunk)"));
   ensure(parts.length > 0, () => bad("has no image data (no IDAT chunk)"));
-  const idat = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    idat.set(p, o);
-    o += p.length;
-  }
   return {
     format: "png",
     width,
@@ -318,8 +319,19 @@ function readPngHeader(f: ImageFile): Header {
     depth,
     srcChannels: kind.samples,
     interlaced: interlace === 1,
-    idat,
+    idat: concat(parts),
+    critical: concat(critical),
   };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }
 
 /** Adam7 pass origins and steps (PNG spec, 8.2). */
@@ -367,7 +379,7 @@ function decodePngInto(f: ImageFile, h: Header, dst: Float32Array, c: 1 | 3): vo
   );
   let png;
   try {
-    png = decodePngRaw(f.bytes);
+    png = decodePngRaw(h.critical!);
   } catch (e) {
     throw bad(`cannot be decoded (${(e as Error).message})`);
   }

@@ -11,11 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { LimitExceededError, MalformedInputError, UnsupportedModelError } from "../errors.ts";
-import {
-  CONTAINER_LAYERS,
-  isSupportedLayer,
-  SUPPORTED_LAYERS,
-} from "../model/supported_layers.ts";
+import { CONTAINER_LAYERS, isSupportedLayer, SUPPORTED_LAYERS } from "../model/supported_layers.ts";
 
 /** One uploaded file: a multipart part's filename and body. */
 export interface BundleFile {
@@ -85,7 +81,9 @@ function parseJson(bytes: Uint8Array): unknown {
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new MalformedInputError("model.json is not valid UTF-8; it must be a UTF-8 JSON document");
+    throw new MalformedInputError(
+      "model.json is not valid UTF-8; it must be a UTF-8 JSON document",
+    );
   }
   try {
     return JSON.parse(text);
@@ -487,7 +485,9 @@ function decodeWeights(
             out[o + i] = view.getUint16(off + 2 * i, true) * q.scale + q.min;
           }
         } else {
-          for (let i = 0; i < w.numel; i++) out[o + i] = halfToFloat(view.getUint16(off + 2 * i, true));
+          for (let i = 0; i < w.numel; i++) {
+            out[o + i] = halfToFloat(view.getUint16(off + 2 * i, true));
+          }
         }
         for (let i = 0; i < w.numel; i++) {
           const v = out[o + i];

@@ -38,8 +38,10 @@ async function webgpuAdapter(): Promise<string | undefined> {
   const adapter = await gpu.requestAdapter();
   if (!adapter) return undefined;
   const info = (adapter as { info?: GPUAdapterInfo }).info;
-  return info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean)
-    .join(" ") || "unknown" : "unknown";
+  return info
+    ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean)
+      .join(" ") || "unknown"
+    : "unknown";
 }
 
 async function tryBackend(name: BackendName): Promise<void> {

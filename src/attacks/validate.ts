@@ -1,0 +1,29 @@
+/**
+ * Checks of attack options for callers that bypass the request schema (library use, tests): a
+ * bad number must fail with a message, not run a NaN attack or loop forever.
+ */
+import { UnprocessableError } from "../errors.ts";
+
+export function checkIterativeOptions(o: {
+  eps: number;
+  steps?: number;
+  stepSize?: number;
+  restarts?: number;
+  momentum?: number;
+}): void {
+  const bad = (what: string, v: number, allowed: string) =>
+    new UnprocessableError(`${what} = ${v} is not allowed; allowed: ${allowed}`);
+  if (!(o.eps > 0 && o.eps <= 1)) throw bad("eps", o.eps, "0 < eps ≤ 1");
+  if (o.steps !== undefined && !(Number.isInteger(o.steps) && o.steps >= 1)) {
+    throw bad("steps", o.steps, "an integer ≥ 1");
+  }
+  if (o.stepSize !== undefined && !(o.stepSize > 0 && Number.isFinite(o.stepSize))) {
+    throw bad("step_size", o.stepSize, "a finite number > 0");
+  }
+  if (o.restarts !== undefined && !(Number.isInteger(o.restarts) && o.restarts >= 1)) {
+    throw bad("restarts", o.restarts, "an integer ≥ 1");
+  }
+  if (o.momentum !== undefined && !(o.momentum >= 0 && Number.isFinite(o.momentum))) {
+    throw bad("momentum", o.momentum, "a finite number ≥ 0");
+  }
+}
