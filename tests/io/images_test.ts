@@ -177,38 +177,34 @@ Deno.test("encodePng() clamps values, maps NaN to 0 and checks its sizes", () =>
 
 Deno.test("imagesFromFiles() refuses a PNG whose IHDR claims 100000×100000 before decoding", () => {
   const bomb = handPng(100_000, 100_000, 2, deflateSync(new Uint8Array(16)));
-  const t0 = performance.now();
+  // The IDAT holds 16 zero bytes: only the IHDR can have told it apart from a valid image.
   throwsHttp(
     () => imagesFromFiles([file("bomb.png", bomb)], LIMITS),
     LimitExceededError,
     /'bomb\.png' is 100000×100000×3; at most 1000000/,
   );
-  assert.ok(performance.now() - t0 < 50, "refused from the header alone");
 });
 
 Deno.test("imagesFromFiles() refuses IDAT data that inflates past what a small IHDR implies", () => {
-  // 1×1 grey: 2 raw bytes. The stream expands to 32 MiB; the cap stops inflating at 2.
-  const stream = deflateSync(new Uint8Array(32 << 20), { level: 9 });
+  // 1×1 grey: 2 raw bytes. The stream expands to 16 MiB; the cap stops inflating at 2.
+  const stream = deflateSync(new Uint8Array(16 << 20), { level: 9 });
   const bomb = handPng(1, 1, 0, stream);
-  const t0 = performance.now();
   throwsHttp(
     () => imagesFromFiles([file("zip.png", bomb)], LIMITS),
     MalformedInputError,
     /inflates to more than the 2 bytes its IHDR implies/,
   );
-  assert.ok(performance.now() - t0 < 200);
 });
 
 Deno.test("imagesFromFiles() never inflates ancillary chunks such as an iCCP profile bomb", () => {
-  // fast-png would inflate this 64 MiB "colour profile" without a cap.
-  const profile = deflateSync(new Uint8Array(64 << 20), { level: 9 });
+  // fast-png inflates iCCP without a cap; this "profile" expands toward 16 MiB and is cut short,
+  // so fast-png would also throw on it. Decoding cleanly shows the chunk never reached it.
+  const profile = deflateSync(new Uint8Array(16 << 20), { level: 9 }).subarray(0, -8);
   const iccp = chunk("iCCP", new Uint8Array([0x78, 0, 0, ...profile]));
   const text = chunk("tEXt", new TextEncoder().encode("Comment\0hello"));
   const png = handPng(2, 1, 0, deflateSync(Uint8Array.from([0, 51, 255])), [iccp, text]);
-  const t0 = performance.now();
   const batch = imagesFromFiles([file("icc.png", png)], LIMITS);
   assert.deepEqual(batch.data, Float32Array.from([0.2, 1]));
-  assert.ok(performance.now() - t0 < 100);
 });
 
 Deno.test("imagesFromFiles() refuses truncated and corrupt PNGs with MalformedInputError", () => {
