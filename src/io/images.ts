@@ -390,8 +390,12 @@ function decodePngInto(f: ImageFile, h: Header, dst: Float32Array, c: 1 | 3): vo
   const { width, height, depth } = png;
   const n = width * height;
   const data = png.data;
-  if (png.palette !== undefined && h.srcChannels === 1 && h.channels === 3) {
+  if (h.srcChannels === 1 && h.channels === 3) {
     const pal = png.palette;
+    ensure(
+      pal !== undefined && pal.length > 0,
+      () => bad("is a palette image without a PLTE chunk"),
+    );
     const idx = unpack(data as Uint8Array, width, height, depth);
     for (let p = 0; p < n; p++) {
       const col = pal[idx[p]];

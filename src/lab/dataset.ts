@@ -34,7 +34,12 @@ export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
     x.set(d.x.subarray(k * size, (k + 1) * size), i * size);
     y[i] = d.y[k];
   }
-  return { x, y, shape: [indices.length, d.shape[1], d.shape[2], d.shape[3]], numClasses: d.numClasses };
+  return {
+    x,
+    y,
+    shape: [indices.length, d.shape[1], d.shape[2], d.shape[3]],
+    numClasses: d.numClasses,
+  };
 }
 
 /** 8-bit pixels to [0,1] floats. */

@@ -312,6 +312,21 @@ Deno.test("imagesFromFiles() expands palette PNGs, 8-bit and packed 2-bit", () =
   const packed = Uint8Array.from([0b00011000, 0b10010000]);
   const p2 = pngEncode({ width: 3, height: 2, data: packed, channels: 1, depth: 2, palette });
   assert.deepEqual(imagesFromFiles([file("p2.png", p2)], LIMITS).data, expected);
+  const noPlte = handPng(3, 2, 3, deflateSync(Uint8Array.from([0, 0, 1, 2, 0, 2, 1, 0])));
+  throwsHttp(
+    () => imagesFromFiles([file("np.png", noPlte)], LIMITS),
+    MalformedInputError,
+    /palette image without a PLTE chunk/,
+  );
+  const plte = chunk("PLTE", Uint8Array.from([9, 9, 9]));
+  const outOfRange = handPng(3, 2, 3, deflateSync(Uint8Array.from([0, 0, 1, 2, 0, 2, 1, 0])), [
+    plte,
+  ]);
+  throwsHttp(
+    () => imagesFromFiles([file("oor.png", outOfRange)], LIMITS),
+    MalformedInputError,
+    /palette index 1 of 1/,
+  );
 });
 
 Deno.test("imagesFromFiles() reads 1-bit grey and Adam7-interlaced PNGs", () => {

@@ -1,0 +1,133 @@
+/**
+ * The attack request's `params`: one zod schema, a union discriminated by `attack`, which is also
+ * the OpenAPI schema (`z.toJSONSchema`). Unknown keys are rejected, so a misspelt option is a 400
+ * rather than a silently ignored default. Cross-field rules that need the images or the model
+ * (target vs labels, class counts, cost) live in `run.ts`.
+ */
+import { z } from "zod";
+import { PreprocessSchema } from "../model/preprocess_schema.ts";
+import { DEFAULT_EPS } from "./types.ts";
+
+const eps = z.number().gt(0).lte(1).default(DEFAULT_EPS).describe(
+  "perturbation budget in [0,1] pixel units: per pixel for linf, per image for l2 (default 8/255)",
+);
+const steps = (def: number) =>
+  z.number().int().min(1).max(1000).default(def).describe(
+    `gradient steps per restart (default ${def})`,
+  );
+const stepSize = (def: string) =>
+  z.number().gt(0).lte(1).optional().describe(`step size in pixel units (default ${def})`);
+const restarts = z.number().int().min(1).max(20).default(1).describe(
+  "runs from independent random starts; the best per image is kept (default 1)",
+);
+const randomStart = z.boolean().default(true).describe(
+  "start from a random point of the eps-ball instead of the image (default true)",
+);
+const loss = z.enum(["ce", "margin"]).default("ce").describe(
+  "ce: cross-entropy; margin: max_{j≠y} z_j − z_y, or z_t − max_{j≠t} z_j when targeted " +
+    "(default ce)",
+);
+const target = z.union([
+  z.number().int().min(0),
+  z.array(z.number().int().min(0)).min(1),
+]).optional().describe(
+  "targeted attack: one class for every image or one per image; success means the prediction " +
+    "equals the target. Absent: untargeted (success means the prediction differs from the label)",
+);
+const seed = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0).describe(
+  "seeds the random starts; the same seed and batch_size reproduce the same output (default 0)",
+);
+const batchSize = z.number().int().min(1).max(1024).default(128).describe(
+  "images attacked together (default 128)",
+);
+const earlyStop = z.boolean().default(true).describe(
+  "stop changing an image once it succeeds, and stop when all have (default true)",
+);
+const preprocess = PreprocessSchema.optional();
+
+/** Fields every attack takes. */
+const common = {
+  eps,
+  loss,
+  target,
+  seed,
+  batch_size: batchSize,
+  preprocess,
+};
+
+export const FgsmParamsSchema = z.object({
+  attack: z.literal("fgsm").describe("FGSM, Goodfellow et al. 2015: one signed-gradient step"),
+  norm: z.literal("linf").default("linf").describe("FGSM is an L-inf attack"),
+  ...common,
+}).strict();
+
+export const PgdParamsSchema = z.object({
+  attack: z.literal("pgd").describe("PGD, Madry et al. 2018"),
+  norm: z.enum(["linf", "l2"]).default("linf").describe("threat model (default linf)"),
+  steps: steps(10),
+  step_size: stepSize("2.5·eps/steps, i.e. eps/4 at 10 steps"),
+  restarts,
+  random_start: randomStart,
+  early_stop: earlyStop,
+  ...common,
+}).strict();
+
+export const MifgsmParamsSchema = z.object({
+  attack: z.literal("mifgsm").describe("MI-FGSM, Dong et al. 2018: momentum iterative FGSM"),
+  norm: z.literal("linf").default("linf").describe("MI-FGSM is an L-inf attack"),
+  steps: steps(10),
+  step_size: stepSize("eps/steps"),
+  momentum: z.number().min(0).max(10).default(1.0).describe(
+    "decay μ of the accumulated L1-normalised gradient (default 1.0; 0 is I-FGSM)",
+  ),
+  early_stop: earlyStop,
+  ...common,
+}).strict();
+
+export const ApgdParamsSchema = z.object({
+  attack: z.literal("apgd").describe(
+    "APGD, Croce & Hein 2020: step-size-free PGD with momentum (APGD-CE; loss margin for a " +
+      "DLR-like variant)",
+  ),
+  norm: z.enum(["linf", "l2"]).default("linf").describe("threat model (default linf)"),
+  steps: steps(100),
+  step_size: stepSize("2·eps, the initial step; it halves at checkpoints where progress stalls"),
+  restarts,
+  random_start: randomStart,
+  momentum: z.number().min(0).max(1).default(0.75).describe("momentum α (default 0.75)"),
+  rho: z.number().min(0).max(1).default(0.75).describe(
+    "halve the step when fewer than this fraction of steps since the last checkpoint raised the " +
+      "loss (default 0.75)",
+  ),
+  early_stop: earlyStop,
+  ...common,
+}).strict();
+
+export const AttackParamsSchema = z.discriminatedUnion("attack", [
+  FgsmParamsSchema,
+  PgdParamsSchema,
+  MifgsmParamsSchema,
+  ApgdParamsSchema,
+]).describe("which attack to run and its options");
+
+/** Parsed params, defaults filled in. */
+export type AttackParams = z.infer<typeof AttackParamsSchema>;
+/** Params as a client may send them (defaults optional). */
+export type AttackParamsInput = z.input<typeof AttackParamsSchema>;
+
+/**
+ * Gradient evaluations a request may need: images × steps × restarts (FGSM: one step, one run).
+ * An upper bound (early stopping only saves work), used to refuse requests over budget before any
+ * tensor work.
+ */
+export function estimateCost(params: AttackParams, nImages: number): number {
+  switch (params.attack) {
+    case "fgsm":
+      return nImages;
+    case "mifgsm":
+      return nImages * params.steps;
+    case "pgd":
+    case "apgd":
+      return nImages * params.steps * params.restarts;
+  }
+}
