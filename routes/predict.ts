@@ -3,7 +3,13 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../src/http/env.ts";
 import { readForm } from "../src/http/form.ts";
-import { checkImagesFit, loadModel, readBundle, readImages } from "../src/http/inputs.ts";
+import {
+  channelsOf,
+  checkImagesFit,
+  loadModel,
+  readBundle,
+  readImages,
+} from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
 import { predict } from "../src/model/predict.ts";
 import { PreprocessSchema } from "../src/model/preprocess_schema.ts";
@@ -58,10 +64,10 @@ export function register(app: Hono<AppEnv>): void {
     const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
     const params = await form.json("params", PredictParams);
     const bundle = await readBundle(form, config);
-    const images = await readImages(form, config);
     const body = await queue.run(async () => {
       const clf = await loadModel(bundle, params.preprocess);
       try {
+        const images = await readImages(form, config, "images", channelsOf(clf));
         checkImagesFit(images, clf.inputShape);
         const predictions = await predict(clf, images, {
           topK: params.top_k,

@@ -80,6 +80,12 @@ export async function readLabels(
   return parseLabels({ bytes: part.bytes, kind: isNpy(part.bytes) ? "npy" : "json" }, expect);
 }
 
+/** The channel count PNG/JPEG images should be converted to for `clf`, when it is 1 or 3. */
+export function channelsOf(clf: { inputShape: [number, number, number] }): 1 | 3 | undefined {
+  const c = clf.inputShape[2];
+  return c === 1 || c === 3 ? c : undefined;
+}
+
 /** Images must match the model's `[H, W, C]`. */
 export function checkImagesFit(images: ImageBatch, inputShape: [number, number, number]): void {
   const [, h, w, c] = images.shape;

@@ -345,6 +345,9 @@ const ADAM7 = [
   [0, 1, 1, 2],
 ];
 
+/** Inflated bytes accepted beyond what IHDR implies before a stream counts as a bomb. */
+const PNG_EXCESS_BYTES = 1024;
+
 /** Exact size of the filtered scanlines the IHDR implies: one filter byte per row per pass. */
 function pngRawBytes(h: Header): number {
   const rowBytes = (w: number) => 1 + Math.ceil((w * h.srcChannels * h.depth) / 8);
@@ -364,9 +367,10 @@ function decodePngInto(f: ImageFile, h: Header, dst: Float32Array, c: 1 | 3): vo
   const expected = pngRawBytes(h);
   // Bounded inflate first: fast-png inflates without a cap, so a small IHDR over a huge zlib
   // stream would otherwise allocate whatever the stream expands to.
+  // A little excess is tolerated, as libpng does ("extra compressed data" is only a warning).
   let inflated: number;
   try {
-    inflated = inflateSync(h.idat!, { maxOutputLength: expected }).length;
+    inflated = inflateSync(h.idat!, { maxOutputLength: expected + PNG_EXCESS_BYTES }).length;
   } catch (e) {
     if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
       throw bad(`image data inflates to more than the ${expected} bytes its IHDR implies`);
@@ -374,7 +378,7 @@ function decodePngInto(f: ImageFile, h: Header, dst: Float32Array, c: 1 | 3): vo
     throw bad(`has corrupt compressed image data (${(e as Error).message})`);
   }
   ensure(
-    inflated === expected,
+    inflated >= expected,
     () => bad(`image data inflates to ${inflated} bytes; its IHDR implies ${expected}`),
   );
   let png;

@@ -186,13 +186,24 @@ Deno.test("imagesFromFiles() refuses a PNG whose IHDR claims 100000×100000 befo
 });
 
 Deno.test("imagesFromFiles() refuses IDAT data that inflates past what a small IHDR implies", () => {
-  // 1×1 grey: 2 raw bytes. The stream expands to 16 MiB; the cap stops inflating at 2.
+  // 1×1 grey: 2 raw bytes. The stream expands to 16 MiB; the cap stops inflating near 2.
   const stream = deflateSync(new Uint8Array(16 << 20), { level: 9 });
   const bomb = handPng(1, 1, 0, stream);
   throwsHttp(
     () => imagesFromFiles([file("zip.png", bomb)], LIMITS),
     MalformedInputError,
     /inflates to more than the 2 bytes its IHDR implies/,
+  );
+});
+
+Deno.test("imagesFromFiles() tolerates a little excess image data, as libpng does, but not short data", () => {
+  const ok = handPng(2, 1, 0, deflateSync(Uint8Array.from([0, 51, 255, 0, 0, 0])));
+  assert.deepEqual(imagesFromFiles([file("x.png", ok)], LIMITS).data, Float32Array.from([0.2, 1]));
+  const short = handPng(2, 1, 0, deflateSync(Uint8Array.from([0, 51])));
+  throwsHttp(
+    () => imagesFromFiles([file("s.png", short)], LIMITS),
+    MalformedInputError,
+    /inflates to 2 bytes; its IHDR implies 3/,
   );
 });
 

@@ -1,0 +1,315 @@
+/**
+ * A whole attack request: checks that the images, labels, targets and params fit together and
+ * that the cost is within budget (all before any tensor work), attacks `batch_size` images at a
+ * time, and reports per image and overall.
+ */
+import * as tf from "@tensorflow/tfjs";
+import {
+  CostExceededError,
+  ensure,
+  ShapeMismatchError,
+  UnprocessableError,
+} from "../errors.ts";
+import type { ImageBatch } from "../io/images.ts";
+import type { Classifier } from "../model/classifier.ts";
+import { apgd } from "./apgd.ts";
+import { fgsm } from "./fgsm.ts";
+import { mifgsm } from "./mifgsm.ts";
+import { type AttackParams, estimateCost } from "./options.ts";
+import { pgd } from "./pgd.ts";
+import { deriveSeed } from "./random_start.ts";
+import type { AttackResult, AttackTarget } from "./types.ts";
+
+export interface RunAttackOptions {
+  /** Checked between batches (and by the attacks between steps); its reason is rethrown. */
+  signal?: AbortSignal;
+  /** Most gradient evaluations ({@link estimateCost}) the request may need. */
+  maxCost: number;
+}
+
+export interface ImageReport {
+  index: number;
+  label: number;
+  /** Present for targeted attacks. */
+  target?: number;
+  clean_pred: number;
+  adv_pred: number;
+  /** Untargeted: `adv_pred ≠ label`; targeted: `adv_pred = target`. */
+  success: boolean;
+  /** `max |adv − x|` over pixels. */
+  linf: number;
+  /** `‖adv − x‖₂` over the image. */
+  l2: number;
+}
+
+export interface AttackReport {
+  params: AttackParams;
+  n: number;
+  /** Fraction of images where the attack succeeded. */
+  success_rate: number;
+  /** Fraction of clean images predicted as their label. */
+  clean_accuracy: number;
+  /** Fraction of adversarial images still predicted as their label. */
+  robust_accuracy: number;
+  /** Gradient evaluations made (at most {@link estimateCost}; early stopping saves some). */
+  queries: number;
+  time_ms: number;
+  images: ImageReport[];
+}
+
+export interface RunAttackResult {
+  /** NHWC float32 in [0,1], the input's shape. */
+  adversarial: Float32Array;
+  shape: [number, number, number, number];
+  report: AttackReport;
+}
+
+/**
+ * Attacks every image of `images` (NHWC float32 in [0,1]) with true `labels`.
+ *
+ * `params.preprocess` is the caller's business: `clf` must already apply it (attacks perturb
+ * pixels). Random starts of batch b are seeded with `deriveSeed(seed, b)`, so output depends on
+ * `seed` and `batch_size` only.
+ *
+ * @throws {ShapeMismatchError} image shape ≠ the model's input, label or target count ≠ image
+ *   count.
+ * @throws {UnprocessableError} no images, a label or target that is not a class of the model, a
+ *   target equal to its image's label, a pixel outside [0,1].
+ * @throws {CostExceededError} `estimateCost(params, N)` > `maxCost`.
+ * @throws the signal's reason when aborted.
+ */
+export async function runAttack(
+  clf: Classifier,
+  images: ImageBatch,
+  labels: Int32Array,
+  params: AttackParams,
+  opts: RunAttackOptions,
+): Promise<RunAttackResult> {
+  const t0 = performance.now();
+  const targets = validate(clf, images, labels, params, opts.maxCost);
+  const [n, h, w, c] = images.shape;
+  const per = h * w * c;
+  const adversarial = new Float32Array(images.data.length);
+  const cleanPred = new Int32Array(n);
+  const advPred = new Int32Array(n);
+  const success: boolean[] = [];
+  let queries = 0;
+
+  for (let start = 0, b = 0; start < n; start += params.batch_size, b++) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    const m = Math.min(params.batch_size, n - start);
+    const x = tf.tensor4d(images.data.subarray(start * per, (start + m) * per), [m, h, w, c]);
+    const y = tf.tensor1d(labels.subarray(start, start + m), "int32");
+    try {
+      const clean = tf.tidy(() => tf.cast(tf.argMax(clf.logits(x, false), 1), "int32"));
+      try {
+        cleanPred.set(await clean.data() as Int32Array, start);
+      } finally {
+        clean.dispose();
+      }
+      const target = targets === undefined || typeof targets === "number"
+        ? targets
+        : targets.subarray(start, start + m);
+      const res = await dispatch(clf, x, y, params, target, deriveSeed(params.seed, b), opts.signal);
+      try {
+        adversarial.set(await res.adversarial.data() as Float32Array, start * per);
+      } finally {
+        res.adversarial.dispose();
+      }
+      advPred.set(res.predictions, start);
+      success.push(...res.success);
+      queries += res.queries;
+    } finally {
+      tf.dispose([x, y]);
+    }
+  }
+
+  const report: AttackReport = {
+    params,
+    n,
+    success_rate: 0,
+    clean_accuracy: 0,
+    robust_accuracy: 0,
+    queries,
+    time_ms: 0,
+    images: [],
+  };
+  let ok = 0, clean = 0, robust = 0;
+  for (let i = 0; i < n; i++) {
+    let linf = 0, sq = 0;
+    for (let j = i * per; j < (i + 1) * per; j++) {
+      const d = Math.abs(adversarial[j] - images.data[j]);
+      if (d > linf) linf = d;
+      sq += d * d;
+    }
+    ok += success[i] ? 1 : 0;
+    clean += cleanPred[i] === labels[i] ? 1 : 0;
+    robust += advPred[i] === labels[i] ? 1 : 0;
+    report.images.push({
+      index: i,
+      label: labels[i],
+      ...(targets === undefined ? {} : { target: typeof targets === "number" ? targets : targets[i] }),
+      clean_pred: cleanPred[i],
+      adv_pred: advPred[i],
+      success: success[i],
+      linf,
+      l2: Math.sqrt(sq),
+    });
+  }
+  report.success_rate = ok / n;
+  report.clean_accuracy = clean / n;
+  report.robust_accuracy = robust / n;
+  report.time_ms = Math.round(performance.now() - t0);
+  return { adversarial, shape: [n, h, w, c], report };
+}
+
+/** The cross-field rules; returns the targets as one class or an int32 array per image. */
+function validate(
+  clf: Classifier,
+  images: ImageBatch,
+  labels: Int32Array,
+  params: AttackParams,
+  maxCost: number,
+): number | Int32Array | undefined {
+  const shape = images.shape;
+  const [n, h, w, c] = shape;
+  const [eh, ew, ec] = clf.inputShape;
+  ensure(
+    shape.length === 4 && h === eh && w === ew && c === ec,
+    () =>
+      new ShapeMismatchError(
+        `images have shape [${shape.join(", ")}]; the model expects [N, ${eh}, ${ew}, ${ec}]`,
+        { images: shape, model: clf.inputShape },
+      ),
+  );
+  ensure(
+    images.data.length === n * h * w * c,
+    () =>
+      new ShapeMismatchError(
+        `images hold ${images.data.length} values; shape [${shape.join(", ")}] needs ${
+          n * h * w * c
+        }`,
+      ),
+  );
+  ensure(n >= 1, () => new UnprocessableError("at least one image is required"));
+  const cost = estimateCost(params, n);
+  ensure(
+    cost <= maxCost,
+    () =>
+      new CostExceededError(
+        `the attack needs up to ${cost} gradient evaluations (images × steps × restarts); the ` +
+          `limit is ${maxCost}: send fewer images, steps or restarts`,
+        { cost, maxCost },
+      ),
+  );
+  ensure(
+    labels.length === n,
+    () => new ShapeMismatchError(`${labels.length} labels for ${n} images; give one per image`),
+  );
+  const k = clf.numClasses;
+  const badLabel = labels.findIndex((l) => l < 0 || l >= k);
+  ensure(
+    badLabel < 0,
+    () =>
+      new UnprocessableError(
+        `label ${labels[badLabel]} of image ${badLabel} is not a class of the model; allowed: ` +
+          `0..${k - 1}`,
+        { index: badLabel },
+      ),
+  );
+  const targets = params.target === undefined || typeof params.target === "number"
+    ? params.target
+    : Int32Array.from(params.target);
+  if (targets !== undefined) {
+    ensure(
+      typeof targets === "number" || targets.length === n,
+      () =>
+        new ShapeMismatchError(
+          `target has ${(targets as Int32Array).length} entries for ${n} images; give one class ` +
+            `or one per image`,
+        ),
+    );
+    for (let i = 0; i < n; i++) {
+      const t = typeof targets === "number" ? targets : targets[i];
+      ensure(
+        t < k,
+        () =>
+          new UnprocessableError(
+            `target ${t} of image ${i} is not a class of the model; allowed: 0..${k - 1}`,
+            { index: i },
+          ),
+      );
+      ensure(
+        t !== labels[i],
+        () =>
+          new UnprocessableError(
+            `target ${t} of image ${i} equals its label: a targeted attack needs a target ` +
+              `different from the true class`,
+            { index: i },
+          ),
+      );
+    }
+  }
+  const per = h * w * c;
+  const data = images.data;
+  for (let j = 0; j < data.length; j++) {
+    const v = data[j];
+    // `!(v >= 0 && v <= 1)` also catches NaN.
+    if (!(v >= 0 && v <= 1)) {
+      const i = Math.floor(j / per);
+      throw new UnprocessableError(
+        `pixel ${j - i * per} of image ${i} is ${v}; pixels must lie in [0,1]`,
+        { index: i },
+      );
+    }
+  }
+  return targets;
+}
+
+function dispatch(
+  clf: Classifier,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  p: AttackParams,
+  target: AttackTarget | undefined,
+  seed: number,
+  signal: AbortSignal | undefined,
+): Promise<AttackResult> {
+  const shared = { eps: p.eps, loss: p.loss, target, signal };
+  switch (p.attack) {
+    case "fgsm":
+      return fgsm(clf, x, y, shared);
+    case "pgd":
+      return pgd(clf, x, y, {
+        ...shared,
+        norm: p.norm,
+        steps: p.steps,
+        stepSize: p.step_size,
+        restarts: p.restarts,
+        randomStart: p.random_start,
+        earlyStop: p.early_stop,
+        seed,
+      });
+    case "mifgsm":
+      return mifgsm(clf, x, y, {
+        ...shared,
+        steps: p.steps,
+        stepSize: p.step_size,
+        momentum: p.momentum,
+        earlyStop: p.early_stop,
+      });
+    case "apgd":
+      return apgd(clf, x, y, {
+        ...shared,
+        norm: p.norm,
+        steps: p.steps,
+        stepSize: p.step_size,
+        restarts: p.restarts,
+        randomStart: p.random_start,
+        momentum: p.momentum,
+        rho: p.rho,
+        earlyStop: p.early_stop,
+        seed,
+      });
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Small models for attack tests, built and trained in-process from seeded code: a linear model
+ * with known weights (gradients known in closed form) and a tiny CNN trained for about a second
+ * on synthetic, separable 8×8 images.
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { Classifier } from "../../src/model/classifier.ts";
+import { setupBackend } from "../_helpers.ts";
+
+/** Wraps a logits model as a {@link Classifier} (no preprocessing). */
+export function classifierOf(
+  model: tf.LayersModel,
+  inputShape: [number, number, number],
+  numClasses: number,
+): Classifier {
+  return {
+    model,
+    inputShape,
+    numClasses,
+    logits: (x, training = false) => model.apply(x, { training }) as tf.Tensor2D,
+  };
+}
+
+/** A deterministic PRNG (mulberry32): uniform numbers in [0,1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * `logits = flatten(x) · W + b` with `W` given row-major `[D, K]`, D = H·W·C.
+ */
+export function linearClassifier(
+  weights: Float32Array,
+  bias: Float32Array,
+  inputShape: [number, number, number],
+): Classifier {
+  const d = inputShape[0] * inputShape[1] * inputShape[2];
+  const k = bias.length;
+  const model = tf.sequential({
+    layers: [
+      tf.layers.flatten({ inputShape }),
+      tf.layers.dense({ units: k, useBias: true }),
+    ],
+  });
+  model.layers[1].setWeights([tf.tensor2d(weights, [d, k]), tf.tensor1d(bias)]);
+  return classifierOf(model, inputShape, k);
+}
+
+export const SHAPE: [number, number, number] = [8, 8, 1];
+export const CLASSES = 3;
+
+/**
+ * `n` images of 3 classes: a class-specific ±1 pattern of amplitude 0.15 over mid-grey, plus
+ * uniform noise of ±0.1, clipped to [0,1]. Labels cycle 0, 1, 2, ...
+ */
+export function syntheticData(n: number, seed: number): { x: Float32Array; y: Int32Array } {
+  const pattern = rng(12345);
+  const d = SHAPE[0] * SHAPE[1] * SHAPE[2];
+  const templates = Array.from({ length: CLASSES }, () =>
+    Array.from({ length: d }, () => (pattern() < 0.5 ? -1 : 1)));
+  const r = rng(seed);
+  const x = new Float32Array(n * d);
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    y[i] = i % CLASSES;
+    for (let j = 0; j < d; j++) {
+      const v = 0.5 + 0.15 * templates[y[i]][j] + 0.2 * (r() - 0.5);
+      x[i * d + j] = Math.min(1, Math.max(0, v));
+    }
+  }
+  return { x, y };
+}
+
+let cnn: Promise<Classifier> | undefined;
+
+/** conv(6, 3×3, relu) → maxpool 2 → flatten → dense(3), trained on 300 synthetic images. */
+export function trainedCnn(): Promise<Classifier> {
+  cnn ??= (async () => {
+    await setupBackend();
+    const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+    const model = tf.sequential({
+      layers: [
+        tf.layers.conv2d({
+          inputShape: SHAPE,
+          filters: 6,
+          kernelSize: 3,
+          activation: "relu",
+          kernelInitializer: init(1),
+        }),
+        tf.layers.maxPooling2d({ poolSize: 2 }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: CLASSES, kernelInitializer: init(2) }),
+      ],
+    });
+    model.compile({
+      optimizer: tf.train.adam(0.01),
+      loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(yTrue, yPred),
+    });
+    const { x, y } = syntheticData(300, 7);
+    const xs = tf.tensor4d(x, [300, ...SHAPE]);
+    const ys = tf.oneHot(tf.tensor1d(y, "int32"), CLASSES);
+    await model.fit(xs, ys, { epochs: 8, batchSize: 30, shuffle: false, verbose: 0 });
+    tf.dispose([xs, ys]);
+    return classifierOf(model, SHAPE, CLASSES);
+  })();
+  return cnn;
+}
+
+/** `n` held-out images as tensors (caller disposes). */
+export function testBatch(n: number, seed = 99): { x: tf.Tensor4D; y: tf.Tensor1D } {
+  const d = syntheticData(n, seed);
+  return { x: tf.tensor4d(d.x, [n, ...SHAPE]), y: tf.tensor1d(d.y, "int32") };
+}
