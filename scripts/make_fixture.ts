@@ -144,7 +144,9 @@ function residualModel(): tf.LayersModel {
   const sum = tf.layers.add({ name: "residual" }).apply([a, b]) as tf.SymbolicTensor;
   const norm = tf.layers.batchNormalization({ name: "bn" }).apply(sum) as tf.SymbolicTensor;
   const act = tf.layers.reLU({ name: "relu" }).apply(norm) as tf.SymbolicTensor;
-  const pool = tf.layers.maxPooling2d({ name: "pool", poolSize: 2 }).apply(act) as tf.SymbolicTensor;
+  const pool = tf.layers.maxPooling2d({ name: "pool", poolSize: 2 }).apply(
+    act,
+  ) as tf.SymbolicTensor;
   const flat = tf.layers.flatten({ name: "flatten" }).apply(pool) as tf.SymbolicTensor;
   const dense = tf.layers.dense({ name: "dense", units: CLASSES, kernelInitializer: init(5) })
     .apply(flat) as tf.SymbolicTensor;
@@ -159,9 +161,7 @@ async function train(model: tf.LayersModel, x: tf.Tensor4D, y: tf.Tensor2D): Pro
 }
 
 async function accuracy(model: tf.LayersModel, x: tf.Tensor4D, y: tf.Tensor2D): Promise<number> {
-  const hits = tf.tidy(() =>
-    (model.predict(x) as tf.Tensor2D).argMax(1).equal(y.argMax(1)).sum()
-  );
+  const hits = tf.tidy(() => (model.predict(x) as tf.Tensor2D).argMax(1).equal(y.argMax(1)).sum());
   const n = (await hits.data())[0];
   hits.dispose();
   return n / x.shape[0];

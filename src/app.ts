@@ -22,6 +22,7 @@ import { VERSION } from "./version.ts";
 import * as health from "../routes/health.ts";
 import * as docs from "../routes/docs.ts";
 import * as predict from "../routes/predict.ts";
+import * as attacks from "../routes/attacks.ts";
 
 /** Each route module: its OpenAPI operations and a function that mounts it. */
 interface RouteModule {
@@ -29,7 +30,7 @@ interface RouteModule {
   register(app: Hono<AppEnv>): void;
 }
 
-const ROUTES: RouteModule[] = [health, docs, predict];
+const ROUTES: RouteModule[] = [health, docs, predict, attacks];
 
 export function createApp(opts: { config: Config; backend: BackendInfo }): Hono<AppEnv> {
   const services: Services = {

@@ -294,7 +294,11 @@ function apgdStep(
     best: tf.where(perImage(better), xNew, s.best) as tf.Tensor4D,
     bestGrad: tf.where(perImage(better), ev.grad, s.bestGrad) as tf.Tensor4D,
     bestLoss: tf.where(better, ev.loss, s.bestLoss) as tf.Tensor1D,
-    bestSuccess: tf.where(better, ok, s.bestSuccess) as tf.Tensor1D,
+    // Not tf.where: the wasm Select kernel mishandles bool tensors (tfjs 4.22).
+    bestSuccess: tf.logicalOr(
+      tf.logicalAnd(better, ok),
+      tf.logicalAnd(tf.logicalNot(better), s.bestSuccess),
+    ) as tf.Tensor1D,
     eta: s.eta,
     increases: tf.add(s.increases, tf.cast(tf.greater(ev.loss, s.loss), "float32")) as tf.Tensor1D,
     reducedLast: s.reducedLast,

@@ -615,11 +615,13 @@ export function parseBundle(
 /**
  * Serialises a model to the wire format: `model.json` whose manifest names one shard
  * `weights.bin`, and that shard. `outputActivation` (what {@link linearizeOutput} removed at
- * load) is written back onto the output layer so the bundle behaves as the user's original.
+ * load) is written back onto the output layer so the bundle behaves as the user's original;
+ * `editTopology` sees the topology last (the loader uses it to put back initializer configs).
  */
 export async function saveBundle(
   model: tf.LayersModel,
-  opts: { outputActivation?: string } = {},
+  opts: { outputActivation?: string; editTopology?: (topology: Record<string, unknown>) => void } =
+    {},
 ): Promise<{ modelJson: Uint8Array; weights: BundleFile[] }> {
   let saved: tf.io.ModelArtifacts | undefined;
   await model.save(tf.io.withSaveHandler((artifacts) => {
@@ -633,6 +635,7 @@ export async function saveBundle(
   if (opts.outputActivation !== undefined) {
     restoreOutputActivation(topology, opts.outputActivation);
   }
+  opts.editTopology?.(topology);
   const raw = artifacts.weightData ?? new ArrayBuffer(0);
   const buffers = Array.isArray(raw) ? raw : [raw];
   const bytes = concatBytes(buffers.map((b) => new Uint8Array(b)));

@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ShapeMismatchError, UnsupportedModelError, ValidationError } from "../errors.ts";
+import { CONTAINER_LAYERS } from "./supported_layers.ts";
 import {
   type BundleArtifacts,
   type BundleFile,
@@ -25,38 +26,100 @@ export interface LoadedClassifier extends Classifier {
 /** Longest tfjs error text we pass on to the user. */
 const MAX_CAUSE_CHARS = 300;
 
-// Loads run one at a time so that, when one fails half-built, the variables it leaves behind can
-// be told apart from those of a concurrent load (see loadLayersModelSafely).
+// Model builds run one at a time (see buildModel).
 let loadQueue: Promise<unknown> = Promise.resolve();
 
 type JsonObject = Record<string, unknown>;
 
+/** Calls `fn` on every layer of a topology, nested models included, with its path of names. */
+function forEachLayer(
+  container: JsonObject,
+  fn: (layer: JsonObject, path: string) => void,
+  prefix = "",
+  depth = 0,
+): void {
+  const config = container.config;
+  const layers = Array.isArray(config)
+    ? config
+    : typeof config === "object" && config !== null
+    ? (config as JsonObject).layers
+    : undefined;
+  if (!Array.isArray(layers) || depth > 64) return;
+  for (const layer of layers) {
+    if (typeof layer !== "object" || layer === null) continue;
+    const l = layer as JsonObject;
+    const c = l.config as JsonObject | undefined;
+    const name = typeof l.name === "string" ? l.name : typeof c?.name === "string" ? c.name : "";
+    const path = `${prefix}/${name}`;
+    fn(l, path);
+    if (typeof l.class_name === "string" && CONTAINER_LAYERS.has(l.class_name)) {
+      forEachLayer(l, fn, path, depth + 1);
+    }
+  }
+}
+
+/** Initializer configs by layer path, so a saved bundle carries the user's, not ours. */
+type InitializerMap = Map<string, Record<string, unknown>>;
+
+/**
+ * Replaces every `*_initializer` in a copy of the topology with Zeros and returns the originals.
+ * Weights are loaded by us after the model is built (see loadModel), so tfjs would otherwise run
+ * every random initializer for nothing: about 40 ms per million parameters on wasm.
+ */
+function zeroInitializers(topology: JsonObject): { topology: JsonObject; saved: InitializerMap } {
+  const copy = structuredClone(topology);
+  const saved: InitializerMap = new Map();
+  forEachLayer(copy, (layer, path) => {
+    const config = layer.config;
+    if (typeof config !== "object" || config === null || Array.isArray(config)) return;
+    const c = config as JsonObject;
+    for (const key of Object.keys(c)) {
+      const v = c[key];
+      if (!key.endsWith("_initializer") || typeof v !== "object" || v === null) continue;
+      const originals = saved.get(path) ?? {};
+      originals[key] = v;
+      saved.set(path, originals);
+      c[key] = { class_name: "Zeros", config: {} };
+    }
+  });
+  return { topology: copy, saved };
+}
+
+function restoreInitializers(topology: JsonObject, saved: InitializerMap): void {
+  forEachLayer(topology, (layer, path) => {
+    const originals = saved.get(path);
+    const config = layer.config;
+    if (originals === undefined || typeof config !== "object" || config === null) return;
+    for (const [key, v] of Object.entries(originals)) {
+      if (key in config) (config as JsonObject)[key] = v;
+    }
+  });
+}
+
 /** Every layer name in a topology, nested models included. */
-function layerNames(node: unknown, out = new Set<string>(), depth = 0): Set<string> {
-  if (depth > 64 || typeof node !== "object" || node === null) return out;
-  if (Array.isArray(node)) {
-    for (const n of node) layerNames(n, out, depth + 1);
-    return out;
-  }
-  const obj = node as JsonObject;
-  const config = obj.config;
-  if (typeof obj.class_name === "string" && typeof config === "object" && config !== null) {
-    const name = (config as JsonObject).name;
-    if (typeof name === "string") out.add(name);
-    const layers = Array.isArray(config) ? config : (config as JsonObject).layers;
-    if (Array.isArray(layers)) layerNames(layers, out, depth + 1);
-  }
-  return out;
+function layerNames(topology: JsonObject): Set<string> {
+  const names = new Set<string>();
+  forEachLayer(topology, (_, path) => names.add(path.slice(path.lastIndexOf("/") + 1)));
+  return names;
+}
+
+function buildError(err: unknown): UnsupportedModelError {
+  const cause = (err instanceof Error ? err.message : String(err)).slice(0, MAX_CAUSE_CHARS);
+  return new UnsupportedModelError(
+    `the model could not be built from its topology and weights: ${cause}`,
+    { cause },
+  );
 }
 
 /**
- * `tf.loadLayersModel` that leaves nothing behind when it fails: tfjs builds layers (creating
- * their weight variables) before it can notice a bad config or a weight mismatch, and the
+ * `tf.loadLayersModel` of a topology (no weights) that leaves nothing behind when it fails: tfjs
+ * builds layers, creating their weight variables, before it notices a bad config, and the
  * half-built model is unreachable from the rejected promise. Variables registered after our load
- * handler ran, whose scope is one of this topology's layer names, are ours to dispose.
+ * handler ran, scoped under one of this topology's layer names, are ours to dispose; loads are
+ * queued one at a time so that a concurrent load's variables are never mistaken for ours.
  */
-async function loadLayersModelSafely(artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
-  const inner = tf.io.fromMemory(artifacts);
+async function buildModel(modelTopology: JsonObject): Promise<tf.LayersModel> {
+  const inner = tf.io.fromMemory({ modelTopology, format: "layers-model" });
   let before: Set<string> | undefined;
   const handler: tf.io.IOHandler = {
     load: () => {
@@ -68,17 +131,50 @@ async function loadLayersModelSafely(artifacts: tf.io.ModelArtifacts): Promise<t
     return await tf.loadLayersModel(handler);
   } catch (err) {
     if (before !== undefined) {
-      const ours = layerNames(artifacts.modelTopology);
+      const ours = layerNames(modelTopology);
       for (const [name, v] of Object.entries(tf.engine().registeredVariables)) {
         if (!before.has(name) && ours.has(name.split("/")[0])) v.dispose();
       }
     }
-    const cause = (err instanceof Error ? err.message : String(err)).slice(0, MAX_CAUSE_CHARS);
+    throw buildError(err);
+  }
+}
+
+/**
+ * Builds the model, then loads the weights ourselves rather than through tfjs: when tfjs loads
+ * them and a name or shape disagrees with the topology, the decoded weight tensors it made are
+ * unreachable and leak. Here they are always disposed, and so is the model on failure.
+ */
+async function loadModel(
+  artifacts: tf.io.ModelArtifacts,
+): Promise<{ model: tf.LayersModel; initializers: InitializerMap }> {
+  const specs = artifacts.weightSpecs ?? [];
+  const raw = artifacts.weightData ?? new ArrayBuffer(0);
+  const bytes = (Array.isArray(raw) ? raw : [raw]).reduce((n, b) => n + b.byteLength, 0);
+  const need = specs.reduce((n, s) => n + 4 * s.shape.reduce((a, d) => a * d, 1), 0);
+  if (specs.some((s) => s.dtype !== "float32" || s.quantization) || bytes !== need) {
+    // parseBundle never produces this; artifacts built by hand might.
     throw new UnsupportedModelError(
-      `the model could not be built from its topology and weights: ${cause}`,
-      { cause },
+      `weight specs describe ${need} bytes of float32 but weightData holds ${bytes}; ` +
+        "pass artifacts from parseBundle()",
     );
   }
+  const { topology, saved } = zeroInitializers(artifacts.modelTopology as JsonObject);
+  const load = loadQueue.then(() => buildModel(topology));
+  loadQueue = load.catch(() => undefined);
+  const model = await load;
+  try {
+    const named = tf.io.decodeWeights(raw, specs);
+    try {
+      model.loadWeights(named, true);
+    } finally {
+      tf.dispose(Object.values(named));
+    }
+  } catch (err) {
+    model.dispose();
+    throw buildError(err);
+  }
+  return { model, initializers: saved };
 }
 
 function checkPreprocess(p: Preprocess): void {
@@ -100,7 +196,9 @@ function imageShape(shape: (number | null)[]): [number, number, number] | undefi
 }
 
 /** Checks the model's signature; returns `[H,W,C]` and K or throws a 422. */
-function checkSignature(model: tf.LayersModel): { inputShape: [number, number, number]; k: number } {
+function checkSignature(
+  model: tf.LayersModel,
+): { inputShape: [number, number, number]; k: number } {
   const inShapes = model.inputs.map((t) => t.shape);
   const outShapes = model.outputs.map((t) => t.shape);
   const inputShape = inShapes.length === 1 ? imageShape(inShapes[0]) : undefined;
@@ -147,16 +245,7 @@ export async function loadClassifier(
     modelTopology = structuredClone(modelTopology) as JsonObject;
     outputActivation = linearizeOutput(modelTopology as JsonObject);
   }
-  const load = loadQueue.then(() =>
-    loadLayersModelSafely({
-      modelTopology,
-      format: artifacts.format,
-      weightSpecs: artifacts.weightSpecs,
-      weightData: artifacts.weightData,
-    })
-  );
-  loadQueue = load.catch(() => undefined);
-  const model = await load;
+  const { model, initializers } = await loadModel({ ...artifacts, modelTopology });
 
   let inputShape: [number, number, number];
   let k: number;
@@ -176,7 +265,9 @@ export async function loadClassifier(
 
   // (x - mean) / std folded into one multiply-add; kept for the model's lifetime.
   const scale = preprocess ? tf.tensor1d(preprocess.std.map((s) => 1 / s)) : undefined;
-  const shift = preprocess ? tf.tensor1d(preprocess.mean.map((m, i) => -m / preprocess.std[i])) : undefined;
+  const shift = preprocess
+    ? tf.tensor1d(preprocess.mean.map((m, i) => -m / preprocess.std[i]))
+    : undefined;
   let disposed = false;
   const activation = outputActivation;
 
@@ -189,7 +280,9 @@ export async function loadClassifier(
       const [, h, w, c] = x.shape;
       if (x.rank !== 4 || h !== inputShape[0] || w !== inputShape[1] || c !== inputShape[2]) {
         throw new ShapeMismatchError(
-          `images have shape [${x.shape.join(", ")}]; the model takes [N, ${inputShape.join(", ")}]`,
+          `images have shape [${x.shape.join(", ")}]; the model takes [N, ${
+            inputShape.join(", ")
+          }]`,
         );
       }
       return tf.tidy(() => {
@@ -204,7 +297,10 @@ export async function loadClassifier(
       tf.dispose([scale, shift].filter((t): t is tf.Tensor1D => t !== undefined));
     },
     save() {
-      return saveBundle(model, { outputActivation: activation });
+      return saveBundle(model, {
+        outputActivation: activation,
+        editTopology: (t) => restoreInitializers(t, initializers),
+      });
     },
   };
 }

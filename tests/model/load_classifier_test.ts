@@ -129,7 +129,9 @@ Deno.test("the fixture classifies its held-out images with at least 90% accuracy
 Deno.test("saveBundle() -> parseBundle() -> loadClassifier() reproduces logits and restores softmax", async () => {
   await setupBackend();
   await assertNoLeak(async () => {
-    for (const [json, shards] of [[tinyJson, tinyShards], [residualJson, residualShards]] as const) {
+    for (
+      const [json, shards] of [[tinyJson, tinyShards], [residualJson, residualShards]] as const
+    ) {
       const first = await loadClassifier(parseBundle(json, shards, LIMITS));
       const saved = await first.save();
       assert.deepEqual(saved.weights.map((w) => w.name), ["weights.bin"]);
@@ -150,6 +152,54 @@ Deno.test("saveBundle() -> parseBundle() -> loadClassifier() reproduces logits a
       second.dispose();
     }
   });
+});
+
+Deno.test("a saved bundle keeps the user's topology, initializers included", async () => {
+  await setupBackend();
+  await assertNoLeak(async () => {
+    const clf = await loadClassifier(tiny());
+    const saved = await clf.save();
+    const original = JSON.parse(new TextDecoder().decode(tinyJson));
+    const again = JSON.parse(new TextDecoder().decode(saved.modelJson));
+    assert.deepEqual(again.modelTopology, original.modelTopology);
+    assert.equal(again.modelTopology.config.layers[0].config.kernel_initializer.config.seed, 1);
+    clf.dispose();
+  });
+});
+
+Deno.test("a nested Sequential model loads, predicts and saves back unchanged", async () => {
+  await setupBackend();
+  const head = tf.sequential({
+    name: "head",
+    layers: [
+      tf.layers.flatten({ inputShape: [4, 4, 2], name: "flat" }),
+      tf.layers.dense({ units: 3, activation: "softmax", name: "out" }),
+    ],
+  });
+  const model = tf.sequential({
+    name: "outer",
+    layers: [
+      tf.layers.conv2d({ inputShape: [4, 4, 1], filters: 2, kernelSize: 1, name: "c" }),
+      head,
+    ],
+  });
+  const saved = await saveBundle(model);
+  const x = tf.randomUniform([2, 4, 4, 1], 0, 1, "float32", 3) as tf.Tensor4D;
+  const expected = model.predict(x) as tf.Tensor;
+  model.dispose();
+  await assertNoLeak(async () => {
+    const clf = await loadClassifier(parseBundle(saved.modelJson, saved.weights, LIMITS));
+    assert.equal(clf.outputActivation, "softmax");
+    const probs = tf.tidy(() => tf.softmax(clf.logits(x)));
+    assert.ok(await maxAbsDiff(probs, expected) < 1e-6);
+    const again = await clf.save();
+    const a = JSON.parse(new TextDecoder().decode(again.modelJson)).modelTopology;
+    const b = JSON.parse(new TextDecoder().decode(saved.modelJson)).modelTopology;
+    assert.deepEqual(a, b);
+    probs.dispose();
+    clf.dispose();
+  });
+  tf.dispose([x, expected]);
 });
 
 Deno.test("dispose() returns the tensor count to its baseline", async () => {
@@ -252,9 +302,13 @@ Deno.test("loadClassifier() turns tfjs build failures into 422 and frees half-bu
   // A weight the topology does not have fails after every layer is built.
   const badName = tiny();
   badName.weightSpecs![0] = { ...badName.weightSpecs![0], name: "conv/kernel_typo" };
+  // Same byte count, wrong shape for the layer.
+  const badShape = tiny();
+  badShape.weightSpecs![2] = { ...badShape.weightSpecs![2], shape: [4, 96] };
   await assertNoLeak(async () => {
     await rejectsWith(loadClassifier(badActivation), UnsupportedModelError, 422, /swishy/);
     await rejectsWith(loadClassifier(badName), UnsupportedModelError, 422, /kernel_typo/);
+    await rejectsWith(loadClassifier(badShape), UnsupportedModelError, 422, /shape/i);
   });
   assert.equal(vars(), before);
 });
