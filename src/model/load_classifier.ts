@@ -96,6 +96,17 @@ function restoreInitializers(topology: JsonObject, saved: InitializerMap): void 
   });
 }
 
+/**
+ * Disposes a model we own, all of it: tfjs' refcounting leaves a nested Sequential's weights
+ * alive after `model.dispose()` (it counts the inner model as used twice), so each weight
+ * variable that survives is disposed directly.
+ */
+function disposeModel(model: tf.LayersModel): void {
+  const vars = model.weights.map((w) => w.read());
+  model.dispose();
+  for (const v of vars) if (!v.isDisposed) v.dispose();
+}
+
 /** Every layer name in a topology, nested models included. */
 function layerNames(topology: JsonObject): Set<string> {
   const names = new Set<string>();
@@ -171,7 +182,7 @@ async function loadModel(
       tf.dispose(Object.values(named));
     }
   } catch (err) {
-    model.dispose();
+    disposeModel(model);
     throw buildError(err);
   }
   return { model, initializers: saved };
@@ -242,7 +253,11 @@ export async function loadClassifier(
   let modelTopology = artifacts.modelTopology;
   if (outputActivation === undefined) {
     // Artifacts that did not come through parseBundle: linearize a copy, never the caller's.
-    modelTopology = structuredClone(modelTopology) as JsonObject;
+    const t = modelTopology as JsonObject;
+    const inner = typeof t.model_config === "object" && t.model_config !== null
+      ? t.model_config
+      : t;
+    modelTopology = structuredClone(inner) as JsonObject;
     outputActivation = linearizeOutput(modelTopology as JsonObject);
   }
   const { model, initializers } = await loadModel({ ...artifacts, modelTopology });
@@ -259,7 +274,7 @@ export async function loadClassifier(
       );
     }
   } catch (err) {
-    model.dispose();
+    disposeModel(model);
     throw err;
   }
 
@@ -293,7 +308,7 @@ export async function loadClassifier(
     dispose() {
       if (disposed) return;
       disposed = true;
-      model.dispose();
+      disposeModel(model);
       tf.dispose([scale, shift].filter((t): t is tf.Tensor1D => t !== undefined));
     },
     save() {

@@ -9,6 +9,7 @@ import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-webgpu";
 import { registerConvGradKernels } from "./conv_grad_kernels.ts";
 import { registerWasmMatMulTranspose } from "./matmul_transpose.ts";
+import { registerWasmMaxPoolGrad } from "./maxpool_grad_kernel.ts";
 
 export type BackendName = "webgpu" | "wasm" | "cpu";
 export const BACKEND_ORDER: readonly BackendName[] = ["webgpu", "wasm", "cpu"];
@@ -89,6 +90,7 @@ export async function initBackend(forced?: BackendName): Promise<BackendInfo> {
   registerConvGradKernels("wasm");
   registerConvGradKernels("cpu");
   registerWasmMatMulTranspose();
+  registerWasmMaxPoolGrad();
   const skipped: BackendInfo["skipped"] = [];
   const order = forced ? [forced] : BACKEND_ORDER;
   for (const name of order) {

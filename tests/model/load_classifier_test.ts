@@ -202,6 +202,30 @@ Deno.test("a nested Sequential model loads, predicts and saves back unchanged", 
   tf.dispose([x, expected]);
 });
 
+Deno.test("a model that starts with a Rescaling layer loads and predicts", async () => {
+  await setupBackend();
+  const model = tf.sequential({
+    layers: [
+      tf.layers.rescaling({ inputShape: [4, 4, 3], scale: 2, offset: -1 }),
+      tf.layers.depthwiseConv2d({ kernelSize: 3, padding: "same" }),
+      tf.layers.globalAveragePooling2d({}),
+      tf.layers.dense({ units: 2 }),
+    ],
+  });
+  const x = tf.randomUniform([2, 4, 4, 3], 0, 1, "float32", 5) as tf.Tensor4D;
+  const expected = model.predict(x) as tf.Tensor;
+  const artifacts = await bundleOf(model);
+  await assertNoLeak(async () => {
+    const clf = await loadClassifier(artifacts);
+    assert.equal(clf.outputActivation, "linear");
+    const logits = clf.logits(x);
+    assert.ok(await maxAbsDiff(logits, expected) < 1e-6);
+    logits.dispose();
+    clf.dispose();
+  });
+  tf.dispose([x, expected]);
+});
+
 Deno.test("dispose() returns the tensor count to its baseline", async () => {
   await setupBackend();
   const before = tf.memory().numTensors;
