@@ -10,12 +10,13 @@ import * as tf from "@tensorflow/tfjs";
 import type { Classifier } from "../model/classifier.ts";
 import { allSucceeded, type Candidate, disposeCandidate, keepBest } from "./best_of.ts";
 import { ascentDirection } from "./direction.ts";
+import { EarlyStop } from "./early_stop.ts";
 import { perImage } from "./norms.ts";
 import { makeOracle, type Oracle } from "./oracle.ts";
 import { project } from "./projection.ts";
 import { deriveSeed, randomStart } from "./random_start.ts";
 import { type AttackResult, type BaseAttackOptions, DEFAULT_EPS, type Norm } from "./types.ts";
-import { checkIterativeOptions } from "./validate.ts";
+import { checkAttackOptions } from "./validate.ts";
 import { UnprocessableError } from "../errors.ts";
 
 export interface ApgdOptions extends BaseAttackOptions {
@@ -163,7 +164,7 @@ export async function apgd(
   const restarts = options.restarts ?? 1;
   const start = options.randomStart ?? true;
   const seed = options.seed ?? 0;
-  checkIterativeOptions({ eps, steps, stepSize: params.stepSize, restarts });
+  checkAttackOptions({ eps, steps, stepSize: params.stepSize, restarts });
   if (!(params.alpha >= 0 && params.alpha <= 1)) {
     throw new UnprocessableError(`momentum = ${params.alpha} is not allowed; allowed: 0..1`);
   }
@@ -214,6 +215,7 @@ async function apgdRun(
   const n = x.shape[0];
   let s: State | undefined;
   let queries = 0;
+  const stop = p.earlyStop ? new EarlyStop() : undefined;
   try {
     s = tf.tidy((): State => {
       const ev = oracle.evaluate(start);
@@ -239,7 +241,8 @@ async function apgdRun(
     let lastCheckpoint = 0;
     const checkpoints = new Set(p.checkpoints);
     for (let k = 0; k + 1 < p.steps; k++) {
-      if (p.earlyStop && await allSucceeded(s.everHit)) break;
+      const st = s;
+      if (stop && !(await stop.proceed(tf.tidy(() => tf.logicalNot(tf.all(st.everHit)))))) break;
       p.signal?.throwIfAborted();
       const i = k + 1;
       const window = checkpoints.has(i) ? i - lastCheckpoint : 0;
@@ -260,6 +263,7 @@ async function apgdRun(
     });
     return { candidate: { adv, ...final }, queries };
   } finally {
+    await stop?.settle();
     if (s) tf.dispose(Object.values(s));
     else if (queries === 0) start.dispose();
   }
@@ -307,7 +311,14 @@ function apgdStep(
     everHit: tf.logicalOr(s.everHit, ok) as tf.Tensor1D,
   };
   if (window === 0) return next;
-  const halve = halveStep(next.increases, window, p.rho, s.reducedLast, s.bestAtLast, next.bestLoss);
+  const halve = halveStep(
+    next.increases,
+    window,
+    p.rho,
+    s.reducedLast,
+    s.bestAtLast,
+    next.bestLoss,
+  );
   const h4 = perImage(halve);
   return {
     ...next,

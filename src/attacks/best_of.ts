@@ -1,5 +1,6 @@
 /** Keeping the best point per sample across restarts: a successful one, else the highest loss. */
 import * as tf from "@tensorflow/tfjs";
+import { readFlag } from "./early_stop.ts";
 import { perImage } from "./norms.ts";
 
 /** One restart's outcome, per sample. */
@@ -43,17 +44,4 @@ export function disposeCandidate(c: Candidate | undefined): void {
 /** Whether every sample has succeeded: one host read of a scalar. */
 export function allSucceeded(success: tf.Tensor1D): Promise<boolean> {
   return readFlag(tf.all(success));
-}
-
-/** Whether any flag is set: one host read of a scalar. */
-export function anyTrue(flags: tf.Tensor1D): Promise<boolean> {
-  return readFlag(tf.any(flags));
-}
-
-async function readFlag(scalar: tf.Tensor): Promise<boolean> {
-  try {
-    return (await scalar.data())[0] !== 0;
-  } finally {
-    scalar.dispose();
-  }
 }

@@ -8,6 +8,7 @@ import type { Classifier } from "../model/classifier.ts";
 import { makeOracle } from "./oracle.ts";
 import { projectLinf } from "./projection.ts";
 import { type AttackResult, type BaseAttackOptions, DEFAULT_EPS } from "./types.ts";
+import { checkAttackOptions } from "./validate.ts";
 
 /** FGSM takes only the shared options; its norm is always L-inf. */
 export type FgsmOptions = BaseAttackOptions;
@@ -31,6 +32,7 @@ export async function fgsm(
   options: FgsmOptions = {},
 ): Promise<AttackResult> {
   const eps = options.eps ?? DEFAULT_EPS;
+  checkAttackOptions({ eps });
   options.signal?.throwIfAborted();
   const oracle = makeOracle(clf, y, options);
   try {

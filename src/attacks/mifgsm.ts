@@ -5,12 +5,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Classifier } from "../model/classifier.ts";
-import { anyTrue } from "./best_of.ts";
+import { EarlyStop } from "./early_stop.ts";
 import { l1Norms, perImage } from "./norms.ts";
 import { makeOracle } from "./oracle.ts";
 import { projectLinf } from "./projection.ts";
 import { type AttackResult, type BaseAttackOptions, DEFAULT_EPS } from "./types.ts";
-import { checkIterativeOptions } from "./validate.ts";
+import { checkAttackOptions } from "./validate.ts";
 
 export interface MifgsmOptions extends BaseAttackOptions {
   /** Iterations T. Default 10. */
@@ -46,7 +46,7 @@ export async function mifgsm(
   const alpha = options.stepSize ?? eps / steps;
   const mu = options.momentum ?? 1.0;
   const earlyStop = options.earlyStop ?? true;
-  checkIterativeOptions({ eps, steps, stepSize: alpha, momentum: mu });
+  checkAttackOptions({ eps, steps, stepSize: alpha, momentum: mu });
   options.signal?.throwIfAborted();
 
   const n = x.shape[0];
@@ -54,6 +54,7 @@ export async function mifgsm(
   let adv = tf.clone(x);
   let g: tf.Tensor4D = tf.zerosLike(x);
   let active: tf.Tensor1D | undefined = earlyStop ? tf.ones([n], "bool") : undefined;
+  const stop = earlyStop ? new EarlyStop() : undefined;
   let queries = 0;
   try {
     for (let t = 0; t < steps; t++) {
@@ -74,6 +75,7 @@ export async function mifgsm(
           adv: tf.where(perImage(still), stepped, cur) as tf.Tensor4D,
           g: accumulated,
           active: still,
+          keepGoing: tf.any(still),
         };
       });
       queries += n;
@@ -83,7 +85,7 @@ export async function mifgsm(
       if (act !== undefined) {
         act.dispose();
         active = next.active!;
-        if (!(await anyTrue(active))) break;
+        if (!(await stop!.proceed(next.keepGoing!))) break;
       }
     }
     const outcome = await oracle.outcome(adv);
@@ -92,6 +94,7 @@ export async function mifgsm(
     adv.dispose();
     throw err;
   } finally {
+    await stop?.settle();
     tf.dispose(g);
     active?.dispose();
     oracle.dispose();

@@ -6,25 +6,15 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Classifier } from "../model/classifier.ts";
-import {
-  allSucceeded,
-  anyTrue,
-  type Candidate,
-  disposeCandidate,
-  keepBest,
-} from "./best_of.ts";
+import { allSucceeded, type Candidate, disposeCandidate, keepBest } from "./best_of.ts";
+import { EarlyStop } from "./early_stop.ts";
 import { ascentDirection } from "./direction.ts";
 import { perImage } from "./norms.ts";
 import { makeOracle, type Oracle } from "./oracle.ts";
 import { project } from "./projection.ts";
 import { deriveSeed, randomStart } from "./random_start.ts";
-import { checkIterativeOptions } from "./validate.ts";
-import {
-  type AttackResult,
-  type BaseAttackOptions,
-  DEFAULT_EPS,
-  type Norm,
-} from "./types.ts";
+import { checkAttackOptions } from "./validate.ts";
+import { type AttackResult, type BaseAttackOptions, DEFAULT_EPS, type Norm } from "./types.ts";
 
 export interface PgdOptions extends BaseAttackOptions {
   /** Default `"linf"`. */
@@ -90,7 +80,7 @@ export async function pgd(
   const restarts = options.restarts ?? 1;
   const start = options.randomStart ?? true;
   const seed = options.seed ?? 0;
-  checkIterativeOptions({ eps, steps, stepSize: params.stepSize, restarts });
+  checkAttackOptions({ eps, steps, stepSize: params.stepSize, restarts });
   options.signal?.throwIfAborted();
 
   const oracle = makeOracle(clf, y, options);
@@ -128,6 +118,7 @@ async function pgdRun(
   const n = x.shape[0];
   let adv = start;
   let active: tf.Tensor1D | undefined = p.earlyStop ? tf.ones([n], "bool") : undefined;
+  const stop = p.earlyStop ? new EarlyStop() : undefined;
   let queries = 0;
   try {
     for (let t = 0; t < p.steps; t++) {
@@ -139,8 +130,13 @@ async function pgdRun(
         const step = tf.mul(ascentDirection(grad, p.norm), p.stepSize);
         const stepped = project(tf.add(cur, step), x, p.eps, p.norm);
         if (act === undefined) return { adv: stepped };
+        // Solved images keep the iterate at which they were first seen solved.
         const still = tf.logicalAnd(act, tf.logicalNot(oracle.success(logits))) as tf.Tensor1D;
-        return { adv: tf.where(perImage(still), stepped, cur) as tf.Tensor4D, active: still };
+        return {
+          adv: tf.where(perImage(still), stepped, cur) as tf.Tensor4D,
+          active: still,
+          keepGoing: tf.any(still),
+        };
       });
       queries += n;
       cur.dispose();
@@ -148,8 +144,7 @@ async function pgdRun(
       if (act !== undefined) {
         act.dispose();
         active = next.active!;
-        // The one host read per step early stopping needs.
-        if (!(await anyTrue(active))) break;
+        if (!(await stop!.proceed(next.keepGoing!))) break;
       }
     }
     const final = tf.tidy(() => {
@@ -161,6 +156,7 @@ async function pgdRun(
     adv.dispose();
     throw err;
   } finally {
+    await stop?.settle();
     active?.dispose();
   }
 }

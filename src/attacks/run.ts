@@ -4,12 +4,7 @@
  * time, and reports per image and overall.
  */
 import * as tf from "@tensorflow/tfjs";
-import {
-  CostExceededError,
-  ensure,
-  ShapeMismatchError,
-  UnprocessableError,
-} from "../errors.ts";
+import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { apgd } from "./apgd.ts";
@@ -110,7 +105,15 @@ export async function runAttack(
       const target = targets === undefined || typeof targets === "number"
         ? targets
         : targets.subarray(start, start + m);
-      const res = await dispatch(clf, x, y, params, target, deriveSeed(params.seed, b), opts.signal);
+      const res = await dispatch(
+        clf,
+        x,
+        y,
+        params,
+        target,
+        deriveSeed(params.seed, b),
+        opts.signal,
+      );
       try {
         adversarial.set(await res.adversarial.data() as Float32Array, start * per);
       } finally {
@@ -148,7 +151,9 @@ export async function runAttack(
     report.images.push({
       index: i,
       label: labels[i],
-      ...(targets === undefined ? {} : { target: typeof targets === "number" ? targets : targets[i] }),
+      ...(targets === undefined
+        ? {}
+        : { target: typeof targets === "number" ? targets : targets[i] }),
       clean_pred: cleanPred[i],
       adv_pred: advPred[i],
       success: success[i],

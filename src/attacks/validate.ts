@@ -4,7 +4,7 @@
  */
 import { UnprocessableError } from "../errors.ts";
 
-export function checkIterativeOptions(o: {
+export function checkAttackOptions(o: {
   eps: number;
   steps?: number;
   stepSize?: number;
@@ -13,7 +13,8 @@ export function checkIterativeOptions(o: {
 }): void {
   const bad = (what: string, v: number, allowed: string) =>
     new UnprocessableError(`${what} = ${v} is not allowed; allowed: ${allowed}`);
-  if (!(o.eps > 0 && o.eps <= 1)) throw bad("eps", o.eps, "0 < eps ≤ 1");
+  // No upper bound here: an L2 budget above 1 is meaningful on large images.
+  if (!(o.eps > 0 && Number.isFinite(o.eps))) throw bad("eps", o.eps, "a finite number > 0");
   if (o.steps !== undefined && !(Number.isInteger(o.steps) && o.steps >= 1)) {
     throw bad("steps", o.steps, "an integer ≥ 1");
   }

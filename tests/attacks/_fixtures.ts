@@ -49,7 +49,34 @@ export function linearClassifier(
       tf.layers.dense({ units: k, useBias: true }),
     ],
   });
-  model.layers[1].setWeights([tf.tensor2d(weights, [d, k]), tf.tensor1d(bias)]);
+  tf.tidy(() => model.layers[1].setWeights([tf.tensor2d(weights, [d, k]), tf.tensor1d(bias)]));
+  return classifierOf(model, inputShape, k);
+}
+
+/**
+ * `logits = tanh(flatten(x) · W1 + b1) · W2 + b2`, weights row-major (`W1` `[D, H]`, `W2` `[H, K]`):
+ * small enough to differentiate by hand in tests, and not concave in x like a linear model's loss.
+ */
+export function mlpClassifier(
+  w1: Float32Array,
+  b1: Float32Array,
+  w2: Float32Array,
+  b2: Float32Array,
+  inputShape: [number, number, number],
+): Classifier {
+  const d = inputShape[0] * inputShape[1] * inputShape[2];
+  const [h, k] = [b1.length, b2.length];
+  const model = tf.sequential({
+    layers: [
+      tf.layers.flatten({ inputShape }),
+      tf.layers.dense({ units: h, activation: "tanh" }),
+      tf.layers.dense({ units: k }),
+    ],
+  });
+  tf.tidy(() => {
+    model.layers[1].setWeights([tf.tensor2d(w1, [d, h]), tf.tensor1d(b1)]);
+    model.layers[2].setWeights([tf.tensor2d(w2, [h, k]), tf.tensor1d(b2)]);
+  });
   return classifierOf(model, inputShape, k);
 }
 
@@ -63,8 +90,10 @@ export const CLASSES = 3;
 export function syntheticData(n: number, seed: number): { x: Float32Array; y: Int32Array } {
   const pattern = rng(12345);
   const d = SHAPE[0] * SHAPE[1] * SHAPE[2];
-  const templates = Array.from({ length: CLASSES }, () =>
-    Array.from({ length: d }, () => (pattern() < 0.5 ? -1 : 1)));
+  const templates = Array.from(
+    { length: CLASSES },
+    () => Array.from({ length: d }, () => (pattern() < 0.5 ? -1 : 1)),
+  );
   const r = rng(seed);
   const x = new Float32Array(n * d);
   const y = new Int32Array(n);

@@ -34,8 +34,10 @@ function reference(
     const z = Array.from({ length: k }, (_, j) => adv.reduce((s, v, i) => s + v * w[i * k + j], 0));
     const e = z.map((v) => Math.exp(v - Math.max(...z)));
     const p = e.map((v) => v / e.reduce((a, b) => a + b, 0));
-    const grad = Array.from({ length: d }, (_, i) =>
-      p.reduce((s, pj, j) => s + pj * w[i * k + j], 0) - w[i * k + y]);
+    const grad = Array.from(
+      { length: d },
+      (_, i) => p.reduce((s, pj, j) => s + pj * w[i * k + j], 0) - w[i * k + y],
+    );
     const l1 = o.normalise ? grad.reduce((s, v) => s + Math.abs(v), 0) : 1;
     g = g.map((gi, i) => o.mu * gi + grad[i] / l1);
     for (let i = 0; i < d; i++) {
@@ -57,10 +59,18 @@ Deno.test("mifgsm() follows the sign of the momentum of L1-normalised gradients"
   const tx = tf.tensor4d(x, [1, 4, 4, 1]);
   const ty = tf.tensor1d([0], "int32");
   const adv = await take(
-    await mifgsm(clf, tx, ty, { eps: o.eps, stepSize: o.alpha, momentum: o.mu, steps: o.steps, earlyStop: false }),
+    await mifgsm(clf, tx, ty, {
+      eps: o.eps,
+      stepSize: o.alpha,
+      momentum: o.mu,
+      steps: o.steps,
+      earlyStop: false,
+    }),
   );
   const want = reference(x, w, k, 0, { ...o, normalise: true });
-  for (let i = 0; i < d; i++) assert.ok(Math.abs(adv[i] - want[i]) <= 1e-5, `pixel ${i}: ${adv[i]} vs ${want[i]}`);
+  for (let i = 0; i < d; i++) {
+    assert.ok(Math.abs(adv[i] - want[i]) <= 1e-5, `pixel ${i}: ${adv[i]} vs ${want[i]}`);
+  }
   // The same walk without the normalisation ends elsewhere, so the check above can tell.
   const unnormalised = reference(x, w, k, 0, { ...o, normalise: false });
   assert.ok(unnormalised.some((v, i) => Math.abs(v - want[i]) > 1e-3));
@@ -77,8 +87,12 @@ Deno.test("mifgsm() with momentum 0 is exactly I-FGSM (pgd without random start)
     const b = await take(await pgd(clf, x, y, { ...opts, randomStart: false }));
     assert.deepEqual(a, b);
   }
-  const mu0 = await take(await mifgsm(clf, x, y, { eps: 0.06, steps: 5, momentum: 0, earlyStop: false }));
-  const mu1 = await take(await mifgsm(clf, x, y, { eps: 0.06, steps: 5, momentum: 1, earlyStop: false }));
+  const mu0 = await take(
+    await mifgsm(clf, x, y, { eps: 0.06, steps: 5, momentum: 0, earlyStop: false }),
+  );
+  const mu1 = await take(
+    await mifgsm(clf, x, y, { eps: 0.06, steps: 5, momentum: 1, earlyStop: false }),
+  );
   assert.notDeepEqual(mu0, mu1);
   tf.dispose([x, y]);
 });
