@@ -23,6 +23,7 @@ import * as health from "../routes/health.ts";
 import * as docs from "../routes/docs.ts";
 import * as predict from "../routes/predict.ts";
 import * as attacks from "../routes/attacks.ts";
+import * as detect from "../routes/detect.ts";
 
 /** Each route module: its OpenAPI operations and a function that mounts it. */
 interface RouteModule {
@@ -30,7 +31,7 @@ interface RouteModule {
   register(app: Hono<AppEnv>): void;
 }
 
-const ROUTES: RouteModule[] = [health, docs, predict, attacks];
+const ROUTES: RouteModule[] = [health, docs, predict, attacks, detect];
 
 export function createApp(opts: { config: Config; backend: BackendInfo }): Hono<AppEnv> {
   const services: Services = {

@@ -1,0 +1,98 @@
+/**
+ * `POST /v1/detect`: model + images + labels (+ method and options, + optional ground truth
+ * `is_poison`) → per image a score and a flag, the threshold rule, per-class flag counts, the
+ * suspected target class, and with ground truth precision, recall, F1, AUROC and the ROC curve.
+ */
+import type { Hono } from "hono";
+import { DetectParamsSchema } from "../src/detect/options.ts";
+import { runDetect } from "../src/detect/run.ts";
+import type { AppEnv } from "../src/http/env.ts";
+import { readForm } from "../src/http/form.ts";
+import {
+  channelsOf,
+  checkImagesFit,
+  isNpy,
+  loadModel,
+  readBundle,
+  readImages,
+  readLabels,
+} from "../src/http/inputs.ts";
+import type { Operation } from "../src/http/openapi.ts";
+import { parseLabels } from "../src/io/labels.ts";
+
+export const operations: Operation[] = [{
+  method: "post",
+  path: "/v1/detect",
+  summary: "Flag poisoned images in a (possibly dirty) dataset with a suspect model.",
+  description:
+    "Methods: pud (Progressive Unified Defense identification), spectral, activation-clustering, " +
+    "strip, spectre. Scores are oriented so that higher means more likely poisoned.",
+  parts: [
+    { name: "model", description: "model.json of the suspect model", required: true },
+    { name: "weights", description: "weight shards", required: true, multiple: true },
+    {
+      name: "images",
+      description: "one .npy (NHWC) or PNG/JPEG files",
+      required: true,
+      multiple: true,
+    },
+    {
+      name: "labels",
+      description: "labels as given (possibly poisoned): .npy or JSON array",
+      required: true,
+    },
+    {
+      name: "is_poison",
+      description: "optional ground truth, 1 = poisoned, per image (.npy or JSON array): adds " +
+        "precision, recall, F1 and AUROC",
+    },
+    {
+      name: "params",
+      description: "method and options",
+      schema: DetectParamsSchema,
+      required: true,
+    },
+  ],
+}];
+
+export function register(app: Hono<AppEnv>): void {
+  app.post("/v1/detect", async (c) => {
+    const { config, queue, backend } = c.get("services");
+    const signal = c.get("signal");
+    const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
+    const params = await form.json("params", DetectParamsSchema);
+    const bundle = await readBundle(form, config);
+    const body = await queue.run(async () => {
+      const clf = await loadModel(bundle, params.preprocess);
+      try {
+        const images = await readImages(form, config, "images", channelsOf(clf));
+        checkImagesFit(images, clf.inputShape);
+        const n = images.shape[0];
+        const labels =
+          (await readLabels(form, "labels", { count: n, numClasses: clf.numClasses }))!;
+        const truth = await form.file("is_poison");
+        const isPoison = truth
+          ? Uint8Array.from(parseLabels(
+            { bytes: truth.bytes, kind: isNpy(truth.bytes) ? "npy" : "json" },
+            { count: n, numClasses: 2 },
+          ))
+          : undefined;
+        const { result, report } = await runDetect(clf, images, labels, params, {
+          signal,
+          maxCost: config.MAX_ATTACK_COST,
+          isPoison,
+        });
+        return {
+          ...report,
+          backend: backend.name,
+          scores: Array.from(result.scores),
+          flags: Array.from(result.flags),
+          flagged_indices: [...result.flags.keys()].filter((i) => result.flags[i] === 1),
+        };
+      } finally {
+        clf.dispose();
+      }
+    }, signal);
+    return c.json(body);
+  });
+}
