@@ -6,14 +6,14 @@
  *
  * Flags (defaults from `LabOptionsSchema`): --dataset fashion-mnist|synthetic, --data-dir DIR,
  * --attack badnets|blend|wanet, --trigger JSON (a full trigger spec; overrides --attack),
- * --mode all-to-one|all-to-all, --target 0, --poison-rate 0.1, --train 15000, --extra 2000,
+ * --mode all-to-one|all-to-all, --target 0, --poison-rate 0.1, --train 20000, --extra 2000,
  * --extra-poison-rate 0.1, --test 2000, --epochs 3, --batch-size 128, --optimizer adam|sgd,
  * --lr NUM, --synthetic-size 16, --synthetic-classes 6, --seed 1, --backend wasm|cpu|webgpu,
  * --out DIR (default out/lab). `BACKEND` in the environment also picks the backend.
  */
 import { parseArgs } from "node:util";
 import { HttpError } from "../src/errors.ts";
-import { runLab, writeLabOutputs } from "../src/lab/lab.ts";
+import { parseLabOptions, runLab, writeLabOutputs } from "../src/lab/lab.ts";
 import { type BackendName, initBackend } from "../src/tensor/backend.ts";
 
 const STRING_FLAGS = {
@@ -40,7 +40,7 @@ const NUMBER_FLAGS = {
 
 function usage(): string {
   const flags = [...Object.keys(STRING_FLAGS), ...Object.keys(NUMBER_FLAGS), "trigger", "backend"];
-  return `usage: deno task lab -- [--out DIR] ${flags.map((f) => `[--${f} V]`).join(" ")}`;
+  return `usage: deno task lab [--] [--out DIR] ${flags.map((f) => `[--${f} V]`).join(" ")}`;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -84,6 +84,16 @@ async function main(args: string[]): Promise<number> {
       return 2;
     }
   }
+  try {
+    // Bad options fail here, before the backend spends seconds starting.
+    parseLabOptions(options);
+  } catch (err) {
+    if (err instanceof HttpError) {
+      console.error(`error: ${err.message}\n${usage()}`);
+      return 2;
+    }
+    throw err;
+  }
   const backend = (values.backend ?? Deno.env.get("BACKEND")) as BackendName | undefined;
   const info = await initBackend(backend);
   console.log(`backend: ${info.name} (tfjs ${info.tfjsVersion})`);
@@ -102,4 +112,5 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-Deno.exit(await main(Deno.args));
+// `deno task lab -- --flag` forwards the `--` itself; drop it so parseArgs sees the flags.
+Deno.exit(await main(Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args));

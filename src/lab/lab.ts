@@ -56,7 +56,12 @@ export const LabOptionsSchema = z.object({
   mode: AttackModeSchema.default("all-to-one"),
   target: z.int().min(0).max(9).default(0).describe("target class of an all-to-one attack"),
   poisonRate: rate(0.1, "fraction of the training subset that is poisoned"),
-  trainSize: count(15_000, 60_000, "training images (a seeded subset for Fashion-MNIST)"),
+  trainSize: count(
+    20_000,
+    60_000,
+    "training images (a seeded subset for Fashion-MNIST); 20,000 × 3 epochs trains in 2-4 " +
+      "minutes on 2 CPU cores",
+  ),
   extraSize: count(2_000, 60_000, "images of the extra (user's dirty) set"),
   extraPoisonRate: rate(0.1, "fraction of the extra set that is poisoned"),
   testSize: count(2_000, 10_000, "clean test images"),
@@ -64,7 +69,8 @@ export const LabOptionsSchema = z.object({
   batchSize: z.int().min(1).max(4096).default(128),
   optimizer: z.enum(["adam", "sgd"]).default("adam"),
   learningRate: z.number().positive().max(10).optional().describe(
-    "default 1e-3 for adam, 0.01 for sgd (momentum 0.9)",
+    "default 2e-3 for adam (twice the usual 1e-3: it reaches about 87% clean accuracy on " +
+      "Fashion-MNIST in 3 epochs, against 85-86%), 0.01 for sgd (momentum 0.9)",
   ),
   syntheticSize: z.int().min(8).max(64).default(16).describe("side of synthetic images"),
   syntheticClasses: z.int().min(2).max(10).default(6).describe("classes of the synthetic set"),
@@ -237,6 +243,7 @@ export async function runLab(
   const [, h, w, c] = train.shape;
   const architecture = h >= 24 && w >= 24 ? DEFAULT_CNN : SMALL_CNN;
   const model = buildCnn([h, w, c], numClasses, seedOf(o.seed, STREAM.init), architecture);
+  const learningRate = o.learningRate ?? (o.optimizer === "adam" ? 2e-3 : 0.01);
   const history: LabReport["history"] = [];
   let evalSeconds = 0;
   const evaluate = async () => {
@@ -254,7 +261,7 @@ export async function runLab(
       epochs: o.epochs,
       batchSize: o.batchSize,
       optimizer: o.optimizer,
-      learningRate: o.learningRate,
+      learningRate,
       seed: seedOf(o.seed, STREAM.shuffle),
       onEpoch: async (e) => {
         const { acc, asr } = await evaluate();
@@ -282,7 +289,8 @@ export async function runLab(
   );
 
   const report: LabReport = {
-    settings: o,
+    // A full trigger spec overrides `attack`; report the type actually used.
+    settings: { ...o, attack: trigger.type, learningRate },
     trigger,
     backend: tf.getBackend(),
     tfjsVersion: tf.version.tfjs,

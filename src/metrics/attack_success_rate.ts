@@ -1,0 +1,74 @@
+/**
+ * Attack success rate (ASR) of a backdoor: among triggered images whose true class is not the
+ * target, the share the model classifies as the target (Gu et al., "BadNets", 2017; the usual
+ * all-to-one definition). Images already of the target class are left out: counting them would
+ * credit the backdoor with the model's clean accuracy on that class.
+ *
+ * @module
+ */
+import type { ImageBatch } from "../io/images.ts";
+import type { Classifier } from "../model/classifier.ts";
+import { applyTrigger, type TriggerSpec } from "../triggers/trigger.ts";
+import { type ClassFigure, figures, predictClasses } from "./accuracy.ts";
+import { checkLabels, checkTarget } from "./check.ts";
+
+export interface AsrReport {
+  target: number;
+  /** Share of counted triggered images predicted as the target; null when none was counted. */
+  asr: number | null;
+  hits: number;
+  total: number;
+  /** Per true (source) class, when the source labels are known. */
+  per_class?: ClassFigure[];
+}
+
+/**
+ * ASR on images that already carry the trigger.
+ *
+ * @param triggered triggered images `[N, H, W, C]` in [0,1].
+ * @param target the class the backdoor sends them to.
+ * @param sourceLabels their true classes, when known: images of the target class are then left
+ *   out and per-class figures are reported. Without them every image counts.
+ */
+export async function attackSuccessRate(
+  clf: Classifier,
+  triggered: ImageBatch,
+  target: number,
+  opts: { sourceLabels?: Int32Array; batchSize?: number; signal?: AbortSignal } = {},
+): Promise<AsrReport> {
+  const k = clf.numClasses;
+  checkTarget(target, k);
+  if (opts.sourceLabels) checkLabels(triggered, opts.sourceLabels, k);
+  const pred = await predictClasses(clf, triggered, opts);
+  const src = opts.sourceLabels;
+  let hits = 0, total = 0;
+  for (let i = 0; i < pred.length; i++) {
+    if (src && src[i] === target) continue;
+    total++;
+    if (pred[i] === target) hits++;
+  }
+  const report: AsrReport = { target, asr: total ? hits / total : null, hits, total };
+  if (src) {
+    const per = figures(pred.map((p) => (p === target ? 1 : 0)), src, k).per_class;
+    report.per_class = per.map((f) => (f.class === target ? { ...f, n: 0, value: null } : f));
+  }
+  return report;
+}
+
+/** ASR of a trigger spec applied to clean labelled images (those of the target class skipped). */
+export function triggerSuccessRate(
+  clf: Classifier,
+  images: ImageBatch,
+  labels: Int32Array,
+  trigger: TriggerSpec,
+  target: number,
+  opts: { batchSize?: number; signal?: AbortSignal } = {},
+): Promise<AsrReport> {
+  checkLabels(images, labels, clf.numClasses);
+  checkTarget(target, clf.numClasses);
+  const data = applyTrigger(trigger, images);
+  return attackSuccessRate(clf, { shape: images.shape, data }, target, {
+    ...opts,
+    sourceLabels: labels,
+  });
+}

@@ -1,0 +1,27 @@
+/** Shared checks of metric inputs. */
+import { ShapeMismatchError, UnprocessableError } from "../errors.ts";
+import type { ImageBatch } from "../io/images.ts";
+
+/** Labels must be one per image, each a class of the model. */
+export function checkLabels(images: ImageBatch, labels: Int32Array, k: number): void {
+  if (labels.length !== images.shape[0]) {
+    throw new ShapeMismatchError(
+      `there are ${images.shape[0]} images but ${labels.length} labels; send one label per image`,
+    );
+  }
+  const bad = labels.findIndex((y) => !(y >= 0 && y < k));
+  if (bad >= 0) {
+    throw new UnprocessableError(
+      `label ${labels[bad]} of image ${bad} is not a class of the model; allowed: 0..${k - 1}`,
+    );
+  }
+}
+
+/** A target class of the model. */
+export function checkTarget(target: number, k: number): void {
+  if (!(Number.isInteger(target) && target >= 0 && target < k)) {
+    throw new UnprocessableError(
+      `backdoor target ${target} is not a class of the model; allowed: 0..${k - 1}`,
+    );
+  }
+}

@@ -1,0 +1,400 @@
+/**
+ * The progressive purification schedule: every knob of Progressive Unified Defense (Hua et al.,
+ * "Towards Unified Robustness Against Both Backdoor and Adversarial Attacks", arXiv 2405.17929)
+ * in one strict zod schema, which is also the OpenAPI schema of the `schedule` param.
+ *
+ * A schedule is a list of stages run in order after a fixed start (the infected model's logits on
+ * the extra set, the suspected target class, the first clean set):
+ *
+ * - `reconstruct`: optimise a trigger for the suspected target class, Neural-Cleanse style (Wang
+ *   et al., "Neural Cleanse", S&P 2019): a mask `m` and pattern `p` such that
+ *   `(1 − m)·x + m·p` sends clean images of other classes to the target, with an L1 cost on `m`.
+ *   Patch triggers are exactly what untargeted PGD misses (DESIGN.md); a reconstructed patch
+ *   stamped onto clean images with their true labels is the lever that removes them.
+ * - `train`: SGD with momentum and weight decay on a weighted sum of losses over the current clean
+ *   set: clean CE, CE on PGD examples with the given labels (the PUD observation), CE on images
+ *   stamped with the reconstructed trigger, unlearning on flagged images, and mean-teacher
+ *   consistency; optionally followed by re-scoring the extra set and re-selecting the clean set.
+ *
+ * Two presets: {@link publishedSchedule} (the authors' code, scaled to a small extra set) and
+ * {@link defaultSchedule} (designed past the failures DESIGN.md records; see its JSDoc).
+ *
+ * @module
+ */
+import { z } from "zod";
+import { ValidationError } from "../errors.ts";
+
+const name = z.string().min(1).max(40).regex(/^[A-Za-z0-9_.-]+$/).describe(
+  "a short label for reports (letters, digits, '_', '.', '-')",
+);
+
+export const PgdTrainingSchema = z.object({
+  eps: z.number().gt(0).max(0.5).default(6 / 255).describe(
+    "L-inf budget of the training adversarial examples, in [0,1] pixel units (default 6/255)",
+  ),
+  step_size: z.number().gt(0).max(0.5).optional().describe(
+    "PGD step size in pixel units (default eps/4)",
+  ),
+  steps: z.int().min(1).max(50).default(5).describe("PGD steps per example (default 5)"),
+  target: z.enum(["untargeted", "suspect"]).default("untargeted").describe(
+    "untargeted: ascend the loss of the given label (the PUD recipe); suspect: descend the loss " +
+      "of the suspected target class, which imitates the backdoor more closely (default untargeted)",
+  ),
+}).strict().describe("PGD settings of the adversarial examples (random start, L-inf, sign steps)");
+
+export const LossWeightsSchema = z.object({
+  clean: z.number().min(0).max(10).default(1).describe(
+    "weight of cross-entropy on clean-set images with their labels (default 1)",
+  ),
+  adversarial: z.number().min(0).max(10).default(0).describe(
+    "weight of cross-entropy on PGD examples of clean-set images with their labels (default 0)",
+  ),
+  trigger: z.number().min(0).max(10).default(0).describe(
+    "weight of cross-entropy on clean-set images stamped with the reconstructed trigger, with " +
+      "their own labels; needs an earlier reconstruct stage (default 0)",
+  ),
+  unlearn: z.number().min(0).max(10).default(0).describe(
+    "weight of the unlearning term on flagged images (see unlearn.mode) (default 0)",
+  ),
+  mean_teacher: z.number().min(0).max(100).default(0).describe(
+    "w of w·MSE(softmax(student), softmax(EMA teacher)) on clean-set images (default 0)",
+  ),
+}).strict().describe("weights of the loss terms summed at every step");
+
+export const UnlearnSchema = z.object({
+  mode: z.enum(["complement", "relabel", "ascent"]).default("complement").describe(
+    "complement: −log(1 − p_label), which pushes each flagged image away from its given (target) " +
+      "label without naming a class, is bounded below by 0 and fades once the image has left " +
+      "the label; relabel: cross-entropy towards the class the model ranked highest other than " +
+      "the given label at the last rescore (only as good as that guess); ascent: " +
+      "−min(CE(flagged, label), loss_cap), the published gradient ascent, whose cap keeps it " +
+      "from diverging (default complement)",
+  ),
+  loss_cap: z.number().gt(0).max(100).default(5).describe(
+    "ascent mode: the flagged cross-entropy stops counting beyond this value (default 5)",
+  ),
+  anchor_l1: z.number().min(0).max(1).default(0).describe(
+    "μ of μ·‖θ − θ_ref‖₁, θ_ref the weights at the start of the stage (default 0)",
+  ),
+  batch_size: z.int().min(1).max(1024).default(32).describe(
+    "flagged images per step (default 32)",
+  ),
+}).strict().describe("how flagged images are unlearned");
+
+export const MeanTeacherSchema = z.object({
+  ema_decay: z.number().min(0).max(0.9999).default(0.99).describe(
+    "teacher ← decay·teacher + (1 − decay)·student after every step (default 0.99)",
+  ),
+}).strict().describe("mean teacher (Tarvainen & Valpola, NeurIPS 2017)");
+
+/** How the clean set and the flags are re-selected from consistency scores. */
+export const RescoreSchema = z.object({
+  clean: z.discriminatedUnion("rule", [
+    z.object({
+      rule: z.literal("split").describe(
+        "every image above the two-component split of the scores (Otsu's cut, i.e. 1-D 2-means) " +
+          "that was never flagged",
+      ),
+    }).strict(),
+    z.object({
+      rule: z.literal("fraction").describe("the top fraction of never-flagged images by score"),
+      fraction: z.number().gt(0).max(1).describe("share of the extra set to keep as clean"),
+    }).strict(),
+  ]).default({ rule: "split" }).describe("which images form the next clean set (default split)"),
+  flag: z.discriminatedUnion("rule", [
+    z.object({
+      rule: z.literal("split").describe(
+        "images below the two-component split whose prediction changed (score < 0.5)",
+      ),
+      max_fraction: z.number().gt(0).max(0.5).default(0.3).describe(
+        "never flag more than this share of the extra set at once (default 0.3)",
+      ),
+    }).strict(),
+    z.object({
+      rule: z.literal("fraction").describe("the lowest fraction by score (the published 1%)"),
+      fraction: z.number().min(0).max(0.5).describe("share of the extra set to flag"),
+    }).strict(),
+  ]).default({ rule: "split", max_fraction: 0.3 }).describe(
+    "which images are flagged as poisoned; flags are never lifted (default split)",
+  ),
+  score: z.enum(["consistency", "suspect_drop"]).default("consistency").describe(
+    "what ranks images. consistency: PUD's s = 0.5 + 0.5·cos(z_infected, z_current) − " +
+      "0.5·[argmax differ] (low = suspicious); suspect_drop: how far the suspected class's logit " +
+      "fell from the infected model's, z_infected[t] − z_current[t] (high = suspicious): after " +
+      "a few steps of unlearning the trigger, the images that relied on the backdoor lose the " +
+      "most. Without a suspect, suspect_drop falls back to consistency (default consistency)",
+  ),
+  min_separation: z.number().min(0).max(1).default(0.75).describe(
+    "split rules act only when the ranked scores are bimodal: Otsu's between-class share of " +
+      "the variance must reach this (2/π ≈ 0.64 for one Gaussian; → 1 for two separated " +
+      "groups; 0.75 for a uniform spread). Below it nothing is flagged and every ranked image stays clean (default 0.75)",
+  ),
+  scope: z.enum(["suspect", "all"]).default("suspect").describe(
+    "suspect: when a target class is suspected, only images labelled with it can be flagged and " +
+      "the split is computed within it (an all-to-one attack relabels every poisoned image to " +
+      "the target), while never-flagged images of other classes stay clean; all: the whole " +
+      "extra set is ranked together (the published rule) (default suspect)",
+  ),
+}).strict().describe(
+  "after the stage: score s = 0.5 + 0.5·cos(z_infected, z_current) − 0.5·[argmax differ] on the " +
+    "whole extra set, then re-select",
+);
+
+export const TrainStageSchema = z.object({
+  kind: z.literal("train"),
+  name,
+  epochs: z.number().gt(0).max(200).default(1).describe(
+    "passes over the clean set as it is when the stage starts (default 1)",
+  ),
+  steps: z.int().min(1).max(100_000).optional().describe(
+    "exact optimizer steps; overrides epochs when set",
+  ),
+  batch_size: z.int().min(1).max(1024).default(128).describe(
+    "clean-set images per step (default 128)",
+  ),
+  lr: z.number().gt(0).max(1).default(0.01).describe(
+    "learning rate, constant through the stage: a decayed rate leaves later unlearning stages " +
+      "unable to move the model (DESIGN.md) (default 0.01)",
+  ),
+  momentum: z.number().min(0).max(0.999).default(0.9).describe("SGD momentum (default 0.9)"),
+  weight_decay: z.number().min(0).max(0.1).default(5e-4).describe(
+    "L2 weight decay added to the gradient, as PyTorch's SGD does (default 5e-4)",
+  ),
+  losses: LossWeightsSchema.default(LossWeightsSchema.parse({})),
+  pgd: PgdTrainingSchema.default(PgdTrainingSchema.parse({})),
+  unlearn: UnlearnSchema.default(UnlearnSchema.parse({})),
+  mean_teacher: MeanTeacherSchema.default(MeanTeacherSchema.parse({})),
+  probe_lrs: z.array(z.number().gt(0).max(1)).min(1).max(5).optional().describe(
+    "probe only (revert with rescore): run the stage once per learning rate, each from the same " +
+      "weights and the same selection, and keep the selection whose scores split most cleanly " +
+      "(highest separation). How hard a few steps must push to expose the backdoor depends on " +
+      "the model's scale, which a fixed rate cannot know (default: lr only)",
+  ),
+  revert: z.boolean().default(false).describe(
+    "probe: after the stage (and its rescore), restore the weights it started from, so the " +
+      "stage only informs the selection (default false)",
+  ),
+  rescore: RescoreSchema.nullable().default(null).describe(
+    "re-score the extra set and re-select the clean set after this stage; null: keep them " +
+      "(default null)",
+  ),
+}).strict().describe("a fine-tuning stage");
+
+export const ReconstructStageSchema = z.object({
+  kind: z.literal("reconstruct"),
+  name,
+  steps: z.int().min(1).max(5000).default(100).describe("Adam steps (default 100)"),
+  batch_size: z.int().min(1).max(1024).default(128).describe(
+    "clean-set images of other classes per step (default 128)",
+  ),
+  lr: z.number().gt(0).max(1).default(0.1).describe(
+    "Adam learning rate on mask and pattern logits (default 0.1)",
+  ),
+  l1_weight: z.number().min(0).max(100).default(0.5).describe(
+    "λ of CE(target) + λ·mean(mask): larger finds smaller triggers (default 0.5)",
+  ),
+}).strict().describe(
+  "reconstruct a trigger (mask, pattern) for the suspected target class from clean-set images",
+);
+
+export const StageSchema = z.discriminatedUnion("kind", [TrainStageSchema, ReconstructStageSchema])
+  .describe("one stage of the schedule");
+
+export const SuspectSchema = z.object({
+  rule: z.enum(["label_excess", "none"]).default("label_excess").describe(
+    "label_excess: the class whose label count most exceeds the median class count (an " +
+      "all-to-one attack adds its poisoned images to the target's count); none: no suspect " +
+      "(default label_excess)",
+  ),
+  min_excess: z.number().min(0).max(10).default(0.2).describe(
+    "a class is suspected only if its count exceeds the median count by this share (default 0.2)",
+  ),
+}).strict().describe("how the suspected target class is chosen before any training");
+
+export const InitialCleanSchema = z.discriminatedUnion("rule", [
+  z.object({
+    rule: z.literal("random").describe("a random fraction of the extra set (the published rule)"),
+    fraction: z.number().gt(0).max(1).describe("share of the extra set"),
+  }).strict(),
+  z.object({
+    rule: z.literal("outside_suspect").describe(
+      "images whose label is not the suspected target and on which the infected model agrees " +
+        "with the label; poisoned images of an all-to-one attack carry the target label, so none " +
+        "gets in",
+    ),
+  }).strict(),
+]).describe("the first clean set");
+
+export const ScheduleSchema = z.object({
+  name: name.default("custom"),
+  train_mode: z.enum(["inference", "train"]).default("inference").describe(
+    "inference: run layers in inference mode while fine-tuning (dropout off, batch-norm " +
+      "statistics frozen), which keeps rounds deterministic; train: training mode (dropout draws " +
+      "are then not reproducible) (default inference)",
+  ),
+  score_batch_size: z.int().min(1).max(4096).default(256).describe(
+    "images per forward pass when scoring the extra set (default 256)",
+  ),
+  suspect: SuspectSchema.default(SuspectSchema.parse({})),
+  initial_clean: InitialCleanSchema.default({ rule: "outside_suspect" }),
+  stages: z.array(StageSchema).min(1).max(16).describe("the stages, run in order"),
+}).strict().describe("a progressive purification schedule");
+
+export type Schedule = z.output<typeof ScheduleSchema>;
+export type ScheduleInput = z.input<typeof ScheduleSchema>;
+export type Stage = z.output<typeof StageSchema>;
+export type TrainStage = z.output<typeof TrainStageSchema>;
+export type ReconstructStage = z.output<typeof ReconstructStageSchema>;
+export type Rescore = z.output<typeof RescoreSchema>;
+
+/**
+ * Validates a schedule and fills in defaults.
+ *
+ * @throws {ValidationError} naming each offending field and what it allows.
+ */
+export function parseSchedule(json: unknown): Schedule {
+  const r = ScheduleSchema.safeParse(json);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) =>
+      `${i.path.length ? i.path.join(".") : "schedule"}: ${i.message}`
+    );
+    throw new ValidationError(`invalid schedule: ${issues.join("; ")}`, { issues });
+  }
+  return r.data;
+}
+
+/**
+ * The designed default. What it does, and which failure of the published schedule each part
+ * answers (DESIGN.md, "What a straight port of the published schedule does"):
+ *
+ * 1. The first clean set leaves out the suspected target (the most over-represented label) and
+ *    every image the infected model disagrees with: a random first set carries poison, and
+ *    training on it re-teaches the backdoor.
+ * 2. `reconstruct` recovers the trigger for the suspect; `purge` fine-tunes on clean images,
+ *    their PGD examples (eps 6/255) and the same images stamped with the reconstructed trigger,
+ *    all with their own labels, at a constant learning rate. Untargeted PGD alone barely touches
+ *    patch triggers; the stamped images do.
+ * 3. Re-scoring then flags images whose prediction moved away from the infected model's by a
+ *    split of the score distribution (not a fixed rate), and flags are never lifted, so poison
+ *    cannot be re-admitted as the clean set grows back into the suspect class.
+ * 4. `unlearn` moves flagged images to the class the current model sees in them (a bounded
+ *    loss; gradient ascent diverges or, with the published decayed rate, does nothing) while
+ *    adversarial training continues on the grown clean set; `robust` finishes with adversarial
+ *    training plus a mean teacher for stable robustness.
+ */
+export function defaultSchedule(): Schedule {
+  const pgd = { eps: 6 / 255, steps: 5 };
+  return parseSchedule({
+    name: "default",
+    initial_clean: { rule: "outside_suspect" },
+    stages: [
+      { kind: "reconstruct", name: "reconstruct", steps: 300, batch_size: 128, l1_weight: 3 },
+      {
+        kind: "train",
+        name: "probe",
+        steps: 3,
+        probe_lrs: [0.003, 0.01, 0.03],
+        losses: { clean: 1, adversarial: 1, trigger: 1 },
+        pgd,
+        revert: true,
+        rescore: {
+          score: "suspect_drop",
+          scope: "suspect",
+          clean: { rule: "split" },
+          flag: { rule: "split", max_fraction: 0.3 },
+        },
+      },
+      {
+        kind: "train",
+        name: "purge",
+        epochs: 3,
+        lr: 0.005,
+        losses: { clean: 1, adversarial: 1, unlearn: 0.5 },
+        pgd,
+        unlearn: { mode: "complement", batch_size: 32 },
+      },
+      {
+        kind: "train",
+        name: "robust",
+        epochs: 2,
+        lr: 0.005,
+        losses: { clean: 1, adversarial: 1, unlearn: 0.5, mean_teacher: 1 },
+        pgd,
+        unlearn: { mode: "complement", batch_size: 32 },
+        mean_teacher: { ema_decay: 0.99 },
+      },
+    ],
+  });
+}
+
+/**
+ * The authors' public recipe (DESIGN.md's table), for comparison: a random first clean set of
+ * 20%, five stages whose first half of epochs is adversarial and second half clean, fixed growth
+ * to the top [0.4, 0.7, 0.8, 0.9] by consistency with the lowest 1% flagged, PGD eps 6/255 then
+ * 4/255, a learning rate decayed from 0.01 to 1e-4, then unlearning by gradient ascent
+ * (λ = 0.003, μ = 1e-4) and a mean teacher (w = 0.05). Epochs are the paper's, counted over the
+ * clean set of a small (about 2,000-image) extra set, so a full run is some hundreds of steps.
+ */
+export function publishedSchedule(): Schedule {
+  const pgd = (eps: number, div: number) => ({ eps, step_size: eps / div, steps: 7 });
+  const fractions = [0.4, 0.7, 0.8, 0.9];
+  const stages: unknown[] = [];
+  const lrs = [0.01, 0.01, 0.001, 0.001];
+  for (let s = 0; s < 4; s++) {
+    const p = s < 3 ? pgd(6 / 255, 5) : pgd(6 / 255, 6);
+    stages.push({
+      kind: "train",
+      name: `stage${s}-adv`,
+      epochs: 5,
+      lr: lrs[s],
+      losses: { clean: 0, adversarial: 1 },
+      pgd: p,
+    });
+    stages.push({
+      kind: "train",
+      name: `stage${s}-clean`,
+      epochs: 5,
+      lr: lrs[s],
+      losses: { clean: 1 },
+      rescore: {
+        clean: { rule: "fraction", fraction: fractions[s] },
+        flag: { rule: "fraction", fraction: 0.01 },
+        scope: "all",
+      },
+    });
+  }
+  stages.push({
+    kind: "train",
+    name: "stage4-adv",
+    epochs: 10,
+    lr: 1e-4,
+    losses: { clean: 0, adversarial: 1 },
+    pgd: pgd(4 / 255, 6),
+  });
+  stages.push({
+    kind: "train",
+    name: "stage4-unlearn",
+    epochs: 10,
+    lr: 1e-4,
+    losses: { clean: 1, unlearn: 0.003 },
+    unlearn: { mode: "ascent", loss_cap: 100, anchor_l1: 1e-4, batch_size: 32 },
+  });
+  stages.push({
+    kind: "train",
+    name: "stage4-teacher",
+    epochs: 10,
+    lr: 1e-4,
+    losses: { clean: 1, mean_teacher: 0.05 },
+    mean_teacher: { ema_decay: 0.99 },
+  });
+  return parseSchedule({
+    name: "published",
+    suspect: { rule: "none" },
+    initial_clean: { rule: "random", fraction: 0.2 },
+    stages,
+  });
+}
+
+/** The presets by name. */
+export const PRESETS = { default: defaultSchedule, published: publishedSchedule } as const;
+export type PresetName = keyof typeof PRESETS;

@@ -1,0 +1,362 @@
+/**
+ * The purification round state: everything one round hands the next, as strictly validated JSON
+ * (the `state` part of `POST /v1/purify/rounds`).
+ *
+ * It carries the schedule, the cursor, the seed (all randomness is derived from the seed and the
+ * cursor, see `rng.ts`), fingerprints of the dataset, of the original model and of the model the
+ * last round returned, the infected model's logits on the extra set (computed once, in the first
+ * rounds), scores, clean-set membership and flags, the reconstructed trigger with its Adam
+ * moments, the SGD momentum buffer, mean-teacher and anchor weights when a stage needs them, and
+ * a history of round reports. Numeric arrays are base64 of little-endian float32/int32/uint8, so
+ * they come back bit for bit and a resumed run ends exactly where an uninterrupted one does.
+ *
+ * Integrity: `checksum` is a SHA-256 of the canonical JSON of every other field. It catches
+ * accidental edits and truncation, not an attacker (who can recompute it); nothing in the state is
+ * trusted beyond what the schema and the cross-checks below enforce, and the weights it carries
+ * only ever steer a model the client itself sent.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { UnprocessableError, ValidationError } from "../errors.ts";
+import {
+  base64ToF32,
+  base64ToI32,
+  base64ToU8,
+  bytesToBase64,
+  canonicalJson,
+  f32ToBase64,
+  i32ToBase64,
+  sha256Hex,
+} from "./codec.ts";
+import { type Schedule, ScheduleSchema } from "./schedule.ts";
+
+export const STATE_FORMAT = "purifier.purify.state";
+export const STATE_VERSION = 1;
+/** Most round reports kept in `history`; older ones are dropped (their count is kept). */
+export const MAX_HISTORY = 200;
+
+/** Membership codes of `membership`. */
+export const POOL = 0, CLEAN = 1, FLAGGED = 2;
+
+const hex = z.string().regex(/^[0-9a-f]{64}$/).describe("lower-case hex SHA-256");
+const b64 = z.string().max(512 * 1024 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/).describe(
+  "base64 of little-endian numbers",
+);
+const count = z.int().min(0).max(2 ** 31 - 1);
+
+export const CursorSchema = z.object({
+  phase: z.enum(["init", "stage", "score", "done"]).describe(
+    "init: infected logits; stage: training or reconstruction; score: re-scoring after a stage",
+  ),
+  stage: count.describe("index into schedule.stages"),
+  step: count.describe("units done in this phase"),
+  total: count.describe("units this phase takes"),
+  attempt: count.describe("which of a probe's learning rates is running (0 otherwise)"),
+}).strict();
+
+export const TriggerStateSchema = z.object({
+  target: count,
+  mask_logits: b64,
+  pattern_logits: b64,
+  adam_mask_m: b64,
+  adam_mask_v: b64,
+  adam_pattern_m: b64,
+  adam_pattern_v: b64,
+  adam_t: count,
+  /** Mean mask value and attack success on the last reconstruction batch (reports only). */
+  mask_mean: z.number().min(0).max(1).nullable(),
+  success: z.number().min(0).max(1).nullable(),
+}).strict();
+
+export const RoundReportSchema = z.object({
+  round: count,
+  stage: z.string().max(64),
+  phase: z.string().max(16),
+  progress: z.number().min(0).max(1),
+  steps: count,
+  ms: z.number().min(0),
+  losses: z.record(z.string().max(32), z.number()).refine((r) => Object.keys(r).length <= 16),
+  clean_set: count,
+  flagged: count,
+  events: z.array(z.record(z.string().max(64), z.unknown())).max(64),
+}).strict();
+
+export const StateSchema = z.object({
+  format: z.literal(STATE_FORMAT),
+  version: z.literal(STATE_VERSION),
+  schedule: ScheduleSchema,
+  seed: z.int().min(0).max(2 ** 31 - 1),
+  fingerprints: z.object({
+    dataset: hex.describe("SHA-256 of the extra set's shape, pixels and labels"),
+    original_model: hex.describe("SHA-256 of the weights of the model the first round received"),
+    current_model: hex.describe("SHA-256 of the weights the last round returned"),
+  }).strict(),
+  dataset: z.object({
+    n: count.min(1),
+    height: count.min(1),
+    width: count.min(1),
+    channels: count.min(1),
+    num_classes: count.min(2),
+    params: count.describe("trainable scalars of the model"),
+  }).strict(),
+  cursor: CursorSchema,
+  rounds: count,
+  steps_done: count,
+  suspect: z.object({
+    class: count.nullable(),
+    counts: z.array(count).max(100_000),
+    excess: z.number(),
+  }).strict().nullable(),
+  infected_logits: b64,
+  current_logits: b64.nullable(),
+  scores: b64.nullable(),
+  membership: b64,
+  relabel: b64.nullable(),
+  trigger: TriggerStateSchema.nullable(),
+  probe: z.object({
+    base_membership: b64.describe("the membership every attempt of the probe selects from"),
+    best_separation: z.number().min(0).max(1).nullable(),
+    best_attempt: count.nullable(),
+  }).strict().nullable().describe("a multi-rate probe in progress"),
+  momentum: b64.nullable(),
+  teacher: b64.nullable(),
+  reference: b64.nullable(),
+  timing: z.record(z.string().max(32), z.number().min(0)).refine(
+    (t) => Object.keys(t).length <= 64,
+    "at most 64 timing entries",
+  ).describe(
+    "measured ms per unit of work by phase (used to stop before the time budget) and " +
+      "'total:<stage>' work time per stage (not deterministic)",
+  ),
+  history_dropped: count,
+  history: z.array(RoundReportSchema).max(MAX_HISTORY),
+  checksum: hex,
+}).strict();
+
+export type PurifyState = z.output<typeof StateSchema>;
+export type Cursor = z.output<typeof CursorSchema>;
+export type TriggerState = z.output<typeof TriggerStateSchema>;
+export type RoundReportEntry = z.output<typeof RoundReportSchema>;
+
+/** What the request the state comes with looks like; the state must fit it. */
+export interface StateExpectation {
+  n: number;
+  height: number;
+  width: number;
+  channels: number;
+  numClasses: number;
+  params: number;
+  datasetFingerprint: string;
+  modelFingerprint: string;
+}
+
+/** Decoded numeric arrays of a validated state. */
+export interface DecodedArrays {
+  infectedLogits: Float32Array;
+  currentLogits: Float32Array | null;
+  scores: Float32Array | null;
+  membership: Uint8Array;
+  probeBase: Uint8Array | null;
+  relabel: Int32Array | null;
+  momentum: Float32Array | null;
+  teacher: Float32Array | null;
+  reference: Float32Array | null;
+}
+
+const CHECKSUM_DOMAIN = "purifier.purify.state/v1\n";
+
+/** SHA-256 of the canonical JSON of the state without its checksum. */
+export function stateChecksum(state: Omit<PurifyState, "checksum">): Promise<string> {
+  const { checksum: _drop, ...rest } = state as PurifyState;
+  return sha256Hex(new TextEncoder().encode(CHECKSUM_DOMAIN + canonicalJson(rest)));
+}
+
+/** Adds (or replaces) the checksum. */
+export async function sealState(state: Omit<PurifyState, "checksum">): Promise<PurifyState> {
+  return { ...state, checksum: await stateChecksum(state) } as PurifyState;
+}
+
+/**
+ * Parses and checks a state against the request it came with.
+ *
+ * @throws {ValidationError} (400) not a state object, a field out of its schema, a checksum that
+ *   does not match (the state was edited), a cursor outside the schedule, arrays of the wrong
+ *   length or with values out of range.
+ * @throws {UnprocessableError} (422) a well-formed state that belongs to another dataset, another
+ *   model (the model sent is not the one the last round returned), or another model shape.
+ */
+export async function openState(
+  json: unknown,
+  expect: StateExpectation,
+): Promise<{ state: PurifyState; arrays: DecodedArrays }> {
+  const r = StateSchema.safeParse(json);
+  if (!r.success) {
+    const issues = r.error.issues.slice(0, 20).map((i) =>
+      `${i.path.length ? i.path.join(".") : "state"}: ${i.message}`
+    );
+    throw new ValidationError(
+      `invalid purification state: ${issues.join("; ")}; send the state the previous round ` +
+        "returned, unmodified",
+      { issues },
+    );
+  }
+  const state = r.data;
+  const sum = await stateChecksum(state);
+  if (sum !== state.checksum) {
+    throw new ValidationError(
+      "the purification state's checksum does not match its content: it was modified or " +
+        "truncated; send the state the previous round returned, unmodified",
+    );
+  }
+  checkFits(state, expect);
+  checkCursor(state);
+  return { state, arrays: decodeArrays(state) };
+}
+
+function checkFits(state: PurifyState, e: StateExpectation): void {
+  if (state.fingerprints.dataset !== e.datasetFingerprint) {
+    throw new UnprocessableError(
+      "the purification state belongs to another extra set (its dataset fingerprint differs): " +
+        "send the same images and labels in every round",
+      { expected: state.fingerprints.dataset, got: e.datasetFingerprint },
+    );
+  }
+  if (state.fingerprints.current_model !== e.modelFingerprint) {
+    const original = state.fingerprints.original_model === e.modelFingerprint;
+    throw new UnprocessableError(
+      original
+        ? "the model sent is the original model, but this state continues from the model the " +
+          "previous round returned: send that model with the state"
+        : "the model sent is not the one the previous round returned (its weights fingerprint " +
+          "differs): send the model and state of the same round's response",
+      { expected: state.fingerprints.current_model, got: e.modelFingerprint },
+    );
+  }
+  const d = state.dataset;
+  const same = d.n === e.n && d.height === e.height && d.width === e.width &&
+    d.channels === e.channels && d.num_classes === e.numClasses && d.params === e.params;
+  if (!same) {
+    throw new UnprocessableError(
+      `the purification state describes ${d.n} images of ${d.height}×${d.width}×${d.channels}, ` +
+        `${d.num_classes} classes and ${d.params} trainable parameters; the request has ${e.n} ` +
+        `images of ${e.height}×${e.width}×${e.channels}, ${e.numClasses} classes and ` +
+        `${e.params} parameters`,
+    );
+  }
+}
+
+/** Units of a scoring pass (infected logits at init, current logits at re-scoring). */
+export function scoreUnits(schedule: Schedule, n: number): number {
+  return Math.ceil(n / schedule.score_batch_size);
+}
+
+function checkCursor(state: PurifyState): void {
+  const c = state.cursor;
+  const stages = state.schedule.stages;
+  const bad = (why: string) =>
+    new ValidationError(`invalid purification state: cursor ${JSON.stringify(c)}: ${why}`);
+  if (c.step > c.total) throw bad("step is beyond the phase's total");
+  const probe = stages[c.stage];
+  const attempts = probe?.kind === "train" && probe.revert && probe.rescore !== null
+    ? probe.probe_lrs?.length ?? 1
+    : 1;
+  if (c.attempt >= attempts) throw bad(`the stage has ${attempts} attempt(s)`);
+  if ((attempts > 1 && c.phase !== "done" && c.phase !== "init") !== (state.probe !== null)) {
+    throw bad("a multi-rate probe, and only one, carries probe state");
+  }
+  const units = scoreUnits(state.schedule, state.dataset.n);
+  switch (c.phase) {
+    case "init":
+      if (c.stage !== 0 || c.total !== units || c.attempt !== 0) {
+        throw bad(`init runs ${units} units at stage 0`);
+      }
+      if (c.step === c.total) throw bad("a finished init phase is never saved");
+      return;
+    case "done":
+      if (c.stage !== stages.length || c.step !== 0 || c.total !== 0 || c.attempt !== 0) {
+        throw bad(`done is stage ${stages.length}, step 0, total 0`);
+      }
+      return;
+    case "score": {
+      const s = stages[c.stage];
+      if (s === undefined || s.kind !== "train" || s.rescore === null) {
+        throw bad("scoring only follows a train stage with rescore");
+      }
+      if (c.total !== units) throw bad(`a scoring pass runs ${units} units`);
+      if (state.current_logits === null) throw bad("a scoring pass needs current_logits");
+      if (s.revert && state.reference === null) throw bad("a probe's scoring needs reference");
+      return;
+    }
+    case "stage": {
+      const s = stages[c.stage];
+      if (s === undefined) throw bad(`the schedule has ${stages.length} stages`);
+      if (c.total < 1 || c.total > 10_000_000) throw bad("a stage runs at least one step");
+      if (s.kind === "reconstruct") {
+        if (c.total !== s.steps) throw bad(`stage '${s.name}' runs ${s.steps} steps`);
+        if (state.trigger === null) throw bad("a reconstruct stage needs trigger");
+      } else {
+        if (s.steps !== undefined && c.total !== s.steps) {
+          throw bad(`stage '${s.name}' runs ${s.steps} steps`);
+        }
+        if (s.losses.trigger > 0 && state.suspect?.class != null && state.trigger === null) {
+          throw bad(`stage '${s.name}' stamps a reconstructed trigger but the state has none`);
+        }
+        if (s.losses.mean_teacher > 0 && state.teacher === null) {
+          throw bad(`stage '${s.name}' needs teacher weights`);
+        }
+        if ((s.unlearn.anchor_l1 > 0 || s.revert) && state.reference === null) {
+          throw bad(`stage '${s.name}' needs reference weights`);
+        }
+      }
+      return;
+    }
+  }
+}
+
+function decodeArrays(state: PurifyState): DecodedArrays {
+  const { n, num_classes: k, params } = state.dataset;
+  const arrays: DecodedArrays = {
+    infectedLogits: base64ToF32(state.infected_logits, n * k, "infected_logits"),
+    currentLogits: state.current_logits === null
+      ? null
+      : base64ToF32(state.current_logits, n * k, "current_logits"),
+    scores: state.scores === null ? null : base64ToF32(state.scores, n, "scores"),
+    membership: base64ToU8(state.membership, n, FLAGGED, "membership"),
+    probeBase: state.probe === null
+      ? null
+      : base64ToU8(state.probe.base_membership, n, FLAGGED, "probe.base_membership"),
+    relabel: state.relabel === null ? null : base64ToI32(state.relabel, n, -1, k - 1, "relabel"),
+    momentum: state.momentum === null ? null : base64ToF32(state.momentum, params, "momentum"),
+    teacher: state.teacher === null ? null : base64ToF32(state.teacher, params, "teacher"),
+    reference: state.reference === null ? null : base64ToF32(state.reference, params, "reference"),
+  };
+  if (state.suspect?.class != null && state.suspect.class >= k) {
+    throw new ValidationError(
+      `invalid purification state: suspect class ${state.suspect.class}; allowed 0..${k - 1}`,
+    );
+  }
+  const t = state.trigger;
+  if (t !== null) {
+    const { height: h, width: w, channels: c } = state.dataset;
+    if (t.target >= k) {
+      throw new ValidationError(
+        `invalid purification state: trigger target ${t.target}; allowed 0..${k - 1}`,
+      );
+    }
+    base64ToF32(t.mask_logits, h * w, "trigger.mask_logits");
+    base64ToF32(t.adam_mask_m, h * w, "trigger.adam_mask_m");
+    base64ToF32(t.adam_mask_v, h * w, "trigger.adam_mask_v");
+    base64ToF32(t.pattern_logits, h * w * c, "trigger.pattern_logits");
+    base64ToF32(t.adam_pattern_m, h * w * c, "trigger.adam_pattern_m");
+    base64ToF32(t.adam_pattern_v, h * w * c, "trigger.adam_pattern_v");
+  }
+  return arrays;
+}
+
+/** Base64 encoders, re-exported for the round engine. */
+export const encode = {
+  f32: f32ToBase64,
+  i32: i32ToBase64,
+  u8: bytesToBase64,
+};

@@ -1,0 +1,139 @@
+/**
+ * One optimizer step of a `train` stage: the weighted sum of the stage's loss terms, its gradient
+ * with respect to the model's trainable variables, and a {@link MomentumSgd} update.
+ *
+ *   L = w_c·CE(f(x), y) + w_a·CE(f(x_adv), y) + w_t·CE(f(stamp(x)), y)
+ *     + w_u·U(x_f) + μ·‖θ − θ_ref‖₁ + w_mt·MSE(softmax f(x), softmax f_teacher(x))
+ *
+ * with U the unlearning term on flagged images: `−log(1 − p_y)` away from the given label
+ * ("complement"), `CE(f(x_f), ỹ_f)` towards the class the model ranked highest other than the
+ * label ("relabel"), or `−mean(min(CE(f(x_f), y_f), cap))` ("ascent", the published gradient
+ * ascent with a cap so that it cannot run away).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { crossEntropy } from "../attacks/losses.ts";
+import type { Classifier } from "../model/classifier.ts";
+import type { TrainStage } from "./schedule.ts";
+import type { MomentumSgd } from "./sgd.ts";
+
+/** Names of the loss terms, in the order `trainStep` reports them. */
+export const LOSS_TERMS = [
+  "total",
+  "clean",
+  "adversarial",
+  "trigger",
+  "unlearn",
+  "anchor",
+  "mean_teacher",
+] as const;
+export type LossTerm = typeof LOSS_TERMS[number];
+
+export interface StepBatch {
+  x: tf.Tensor4D;
+  /** int32 labels of `x`. */
+  y: tf.Tensor1D;
+  xAdv?: tf.Tensor4D;
+  xTrig?: tf.Tensor4D;
+  xFlag?: tf.Tensor4D;
+  /** int32 targets of `xFlag`: relabel classes, or the given labels for ascent. */
+  yFlag?: tf.Tensor1D;
+  /** The teacher's softmax on `x`. */
+  teacherProbs?: tf.Tensor2D;
+}
+
+/**
+ * Per-sample `−log(1 − p_y)` = `logsumexp(z) − logsumexp_{j≠y}(z_j)`, computed in logit space so
+ * that it stays finite when `p_y` rounds to 1 (complementary-label learning, Kim et al., "NLNL:
+ * Negative Learning for Noisy Labels", ICCV 2019).
+ */
+export function complementLoss(z: tf.Tensor2D, y: tf.Tensor1D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const hot = tf.cast(tf.oneHot(y, z.shape[1]), "bool");
+    const others = tf.where(hot, tf.fill(z.shape, -1e9), z);
+    return tf.sub(tf.logSumExp(z, 1), tf.logSumExp(others, 1)) as tf.Tensor1D;
+  });
+}
+
+const meanCe = (z: tf.Tensor2D, y: tf.Tensor1D) => tf.mean(crossEntropy(z, y)) as tf.Scalar;
+
+/**
+ * Computes the loss, applies one SGD update and returns each term (NaN for terms not used).
+ * Terms whose inputs are absent (no flagged images, no trigger) are skipped.
+ */
+export async function trainStep(
+  clf: Classifier,
+  vars: tf.Variable[],
+  sgd: MomentumSgd,
+  stage: TrainStage,
+  batch: StepBatch,
+  opts: { training: boolean; reference?: tf.Tensor[] },
+): Promise<Partial<Record<LossTerm, number>>> {
+  const w = stage.losses;
+  const used: LossTerm[] = [];
+  const values = tf.tidy(() => {
+    const kept: tf.Scalar[] = [];
+    const { grads } = tf.variableGrads(() => {
+      const terms: [LossTerm, number, tf.Scalar][] = [];
+      const needClean = w.clean > 0 || (w.mean_teacher > 0 && batch.teacherProbs);
+      const zClean = needClean ? clf.logits(batch.x, opts.training) : undefined;
+      if (w.clean > 0) terms.push(["clean", w.clean, meanCe(zClean!, batch.y)]);
+      if (w.adversarial > 0 && batch.xAdv) {
+        terms.push([
+          "adversarial",
+          w.adversarial,
+          meanCe(clf.logits(batch.xAdv, opts.training), batch.y),
+        ]);
+      }
+      if (w.trigger > 0 && batch.xTrig) {
+        terms.push(["trigger", w.trigger, meanCe(clf.logits(batch.xTrig, opts.training), batch.y)]);
+      }
+      if (w.unlearn > 0 && batch.xFlag && batch.yFlag) {
+        const zf = clf.logits(batch.xFlag, opts.training);
+        const mode = stage.unlearn.mode;
+        const u = mode === "complement"
+          ? tf.mean(complementLoss(zf, batch.yFlag))
+          : mode === "relabel"
+          ? tf.mean(crossEntropy(zf, batch.yFlag))
+          : tf.neg(tf.mean(tf.minimum(crossEntropy(zf, batch.yFlag), stage.unlearn.loss_cap)));
+        terms.push(["unlearn", w.unlearn, u as tf.Scalar]);
+      }
+      if (stage.unlearn.anchor_l1 > 0 && opts.reference) {
+        const l1 = tf.addN(vars.map((v, i) => tf.sum(tf.abs(tf.sub(v, opts.reference![i])))));
+        terms.push(["anchor", stage.unlearn.anchor_l1, l1 as tf.Scalar]);
+      }
+      if (w.mean_teacher > 0 && batch.teacherProbs) {
+        const mse = tf.mean(tf.squaredDifference(tf.softmax(zClean!), batch.teacherProbs));
+        terms.push(["mean_teacher", w.mean_teacher, mse as tf.Scalar]);
+      }
+      if (terms.length === 0) return tf.scalar(0);
+      used.length = 0;
+      for (const [name, , t] of terms) {
+        used.push(name);
+        kept.push(tf.keep(t));
+      }
+      return tf.addN(terms.map(([, weight, t]) => tf.mul(t, weight))) as tf.Scalar;
+    }, vars);
+    sgd.step(
+      vars.map((v) => grads[v.name] ?? tf.zerosLike(v)),
+      stage.lr,
+      stage.momentum,
+      stage.weight_decay,
+    );
+    const out = kept.length ? tf.stack(kept) : tf.zeros([0]);
+    tf.dispose(kept);
+    return out;
+  });
+  const data = await values.data();
+  values.dispose();
+  const out: Partial<Record<LossTerm, number>> = {};
+  let total = 0;
+  used.forEach((name, i) => {
+    out[name] = data[i];
+    const weight = name === "anchor" ? stage.unlearn.anchor_l1 : w[name as keyof typeof w];
+    total += weight * data[i];
+  });
+  out.total = total;
+  return out;
+}
