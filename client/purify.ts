@@ -8,7 +8,9 @@
  *     --out OUT [--schedule default|published|FILE.json] [--eval DIR] [--target 0] [--token T]
  *
  * `--eval DIR` takes a folder with test_x.npy, test_y.npy and optionally test_bd_x.npy (triggered
- * images of non-target classes), as the lab writes them.
+ * images of non-target classes) with test_bd_y.npy (their backdoor targets), as the lab writes
+ * them. `--robust JSON` adds robust accuracy to each evaluation (e.g. '{"max_images":500}' for
+ * PGD-20 at 8/255 on the first 500 test images).
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -33,7 +35,13 @@ export interface PurifyJob {
   /** Extra purification params (JSON object), e.g. `{ "schedule": "published", "seed": 1 }`. */
   params: Record<string, unknown>;
   evalDir?: string;
+  /** Backdoor target for `--eval` when the folder has no test_bd_y.npy. */
   target?: number;
+  /**
+   * Robust-accuracy options sent to `/v1/evaluate` with `--eval` (e.g. `{ "steps": 20,
+   * "max_images": 500 }`); absent: robust accuracy is not measured.
+   */
+  robust?: Record<string, unknown>;
   token?: string;
   maxRounds: number;
   resume: boolean;
@@ -69,19 +77,25 @@ async function evaluateRound(
   const dir = job.evalDir!;
   const testX = await Deno.readFile(join(dir, "test_x.npy"));
   const testY = await Deno.readFile(join(dir, "test_y.npy"));
-  let bdX: Uint8Array | undefined;
-  try {
-    bdX = await Deno.readFile(join(dir, "test_bd_x.npy"));
-  } catch { /* no backdoor test set */ }
+  const optional = (name: string) => Deno.readFile(join(dir, name)).catch(() => undefined);
+  const bdX = await optional("test_bd_x.npy");
+  const bdY = await optional("test_bd_y.npy");
   const params: Record<string, unknown> = {};
-  if (bdX && job.target !== undefined) params.target = job.target;
+  // test_bd_y.npy holds each triggered image's backdoor target (the lab writes it); without it
+  // the target comes from --target.
+  const withBackdoor = bdX !== undefined && (bdY !== undefined || job.target !== undefined);
+  if (withBackdoor) params.backdoor = job.target === undefined ? {} : { target: job.target };
+  if (job.robust) params.attack = job.robust;
   const res = await postWithRetry(`${job.server}/v1/evaluate`, () => {
     const f = new FormData();
     appendBundle(f, model);
     f.append("images", new Blob([testX as Uint8Array<ArrayBuffer>]), "test_x.npy");
     f.append("labels", new Blob([testY as Uint8Array<ArrayBuffer>]), "test_y.npy");
-    if (bdX && job.target !== undefined) {
-      f.append("triggered_images", new Blob([bdX as Uint8Array<ArrayBuffer>]), "test_bd_x.npy");
+    if (withBackdoor) {
+      f.append("backdoor_images", new Blob([bdX as Uint8Array<ArrayBuffer>]), "test_bd_x.npy");
+      if (bdY && job.target === undefined) {
+        f.append("backdoor_labels", new Blob([bdY as Uint8Array<ArrayBuffer>]), "test_bd_y.npy");
+      }
     }
     f.append("params", JSON.stringify(params));
     return f;
@@ -172,7 +186,7 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
   }
   if (!job.quiet) console.error("");
   await writeBundleDir(join(job.out, "purified"), model);
-  const flagged = ck.lastReport.flagged ?? ck.lastReport.flagged_indices ?? [];
+  const flagged = ck.lastReport.flagged_indices ?? [];
   await writeAtomic(join(job.out, "flagged.json"), JSON.stringify(flagged));
   const summary = {
     rounds: ck.round,
@@ -227,6 +241,7 @@ if (import.meta.main) {
       params: { type: "string" },
       eval: { type: "string" },
       target: { type: "string" },
+      robust: { type: "string" },
       token: { type: "string", default: Deno.env.get("API_TOKEN") },
       "max-rounds": { type: "string", default: "1000" },
       "no-resume": { type: "boolean", default: false },
@@ -235,7 +250,8 @@ if (import.meta.main) {
   if (!a.model || !a.images || !a.labels || !a.out) {
     console.error(
       "usage: deno task purify --server URL --model DIR --images x.npy --labels y.npy --out DIR " +
-        "[--schedule default|published|FILE.json] [--params JSON] [--eval DIR --target N]",
+        "[--schedule default|published|FILE.json] [--params JSON] [--eval DIR [--target N] " +
+        "[--robust JSON]]",
     );
     Deno.exit(2);
   }
@@ -254,6 +270,7 @@ if (import.meta.main) {
     params,
     evalDir: a.eval,
     target: a.target === undefined ? undefined : Number(a.target),
+    robust: a.robust ? JSON.parse(a.robust) : undefined,
     token: a.token,
     maxRounds: Number(a["max-rounds"]),
     resume: !a["no-resume"],

@@ -24,6 +24,8 @@ import * as docs from "../routes/docs.ts";
 import * as predict from "../routes/predict.ts";
 import * as attacks from "../routes/attacks.ts";
 import * as detect from "../routes/detect.ts";
+import * as evaluate from "../routes/evaluate.ts";
+import * as purify from "../routes/purify.ts";
 
 /** Each route module: its OpenAPI operations and a function that mounts it. */
 interface RouteModule {
@@ -31,7 +33,7 @@ interface RouteModule {
   register(app: Hono<AppEnv>): void;
 }
 
-const ROUTES: RouteModule[] = [health, docs, predict, attacks, detect];
+const ROUTES: RouteModule[] = [health, docs, predict, attacks, detect, evaluate, purify];
 
 export function createApp(opts: { config: Config; backend: BackendInfo }): Hono<AppEnv> {
   const services: Services = {

@@ -13,7 +13,8 @@ import { type ClassFigure, figures, predictClasses } from "./accuracy.ts";
 import { checkLabels, checkTarget } from "./check.ts";
 
 export interface AsrReport {
-  target: number;
+  /** The backdoor's target class; null when each image has its own (all-to-all backdoors). */
+  target: number | null;
   /** Share of counted triggered images predicted as the target; null when none was counted. */
   asr: number | null;
   hits: number;
@@ -71,4 +72,31 @@ export function triggerSuccessRate(
     ...opts,
     sourceLabels: labels,
   });
+}
+
+/**
+ * ASR when each triggered image has its own backdoor target (the lab's `test_bd_y.npy`, and
+ * all-to-all backdoors, where class y is sent to (y + 1) mod K): the share of images predicted as
+ * their target. Per-class figures are by target class. One shared target is reported as `target`.
+ */
+export async function targetedSuccessRate(
+  clf: Classifier,
+  triggered: ImageBatch,
+  targets: Int32Array,
+  opts: { batchSize?: number; signal?: AbortSignal } = {},
+): Promise<AsrReport> {
+  checkLabels(triggered, targets, clf.numClasses);
+  const pred = await predictClasses(clf, triggered, opts);
+  let hits = 0;
+  for (let i = 0; i < pred.length; i++) if (pred[i] === targets[i]) hits++;
+  const shared = targets.length > 0 && targets.every((t) => t === targets[0]);
+  const total = pred.length;
+  return {
+    target: shared ? targets[0] : null,
+    asr: total ? hits / total : null,
+    hits,
+    total,
+    per_class: figures(pred.map((p, i) => (p === targets[i] ? 1 : 0)), targets, clf.numClasses)
+      .per_class,
+  };
 }

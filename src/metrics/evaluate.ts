@@ -11,12 +11,18 @@ import type { Classifier } from "../model/classifier.ts";
 import { PreprocessSchema } from "../model/preprocess_schema.ts";
 import { type TriggerSpec, TriggerSpecSchema } from "../triggers/trigger.ts";
 import { accuracy, type AccuracyReport } from "./accuracy.ts";
-import { type AsrReport, attackSuccessRate, triggerSuccessRate } from "./attack_success_rate.ts";
+import {
+  type AsrReport,
+  attackSuccessRate,
+  targetedSuccessRate,
+  triggerSuccessRate,
+} from "./attack_success_rate.ts";
 import { robustAccuracy, type RobustOptions, type RobustReport } from "./robust_accuracy.ts";
 
 /** A backdoor to measure: images that already carry the trigger, or a trigger to apply. */
 export type BackdoorInput =
   | { images: ImageBatch; target: number; sourceLabels?: Int32Array }
+  | { images: ImageBatch; targets: Int32Array }
   | { trigger: TriggerSpec; target: number };
 
 export interface EvaluateInput {
@@ -62,6 +68,8 @@ export async function evaluate(
   if (bd !== undefined) {
     report.backdoor = "trigger" in bd
       ? await triggerSuccessRate(clf, images, labels, bd.trigger, bd.target, opts)
+      : "targets" in bd
+      ? await targetedSuccessRate(clf, bd.images, bd.targets, opts)
       : await attackSuccessRate(clf, bd.images, bd.target, {
         ...opts,
         sourceLabels: bd.sourceLabels,
@@ -82,10 +90,14 @@ export async function evaluate(
 /** `params` of `POST /v1/evaluate` (images, labels and triggered images come as parts). */
 export const EvaluateParamsSchema = z.object({
   backdoor: z.object({
-    target: z.int().min(0).max(100_000).describe("the class the backdoor sends images to"),
+    target: z.int().min(0).max(100_000).optional().describe(
+      "the class the backdoor sends images to; required with 'trigger' or with " +
+        "'backdoor_images' sent without 'backdoor_labels'",
+    ),
     trigger: TriggerSpecSchema.optional().describe(
       "apply this trigger to the test images of other classes; absent: send triggered images " +
-        "as the 'backdoor_images' part",
+        "as the 'backdoor_images' part (with 'backdoor_labels', each image's target, or " +
+        "'backdoor_source_labels', their true classes, to leave out images of the target class)",
     ),
   }).strict().optional().describe("measure the attack success rate of a backdoor"),
   attack: z.object({

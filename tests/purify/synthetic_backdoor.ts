@@ -93,7 +93,7 @@ let bundle:
   | undefined;
 
 /** The backdoored model's bundle, trained once per test process. */
-function trainedBundle() {
+export function trainedBundle() {
   bundle ??= (async () => {
     await setupBackend();
     const train = makeSet(480, 0.1, 1);
@@ -118,6 +118,7 @@ function trainedBundle() {
     await model.fit(x, y, { epochs: 40, batchSize: 48, shuffle: false, verbose: 0 });
     tf.dispose([x, y]);
     const saved = await saveBundle(model);
+    model.optimizer.dispose();
     model.dispose();
     return saved;
   })();

@@ -1,0 +1,150 @@
+/**
+ * Progressive purification, one bounded round per call:
+ * - `GET /v1/purify/schedule`: the default schedule (or `?preset=published`) as JSON, for clients
+ *   to inspect, change and send back as `params.schedule`.
+ * - `POST /v1/purify/rounds`: model + weights + extra images + labels + params (+ the previous
+ *   round's `state`) → multipart `model`, `weights`, `state` (exactly what the next call sends)
+ *   and `report`. A round is stateless on the server, so a retried round is safe.
+ */
+import type { Hono } from "hono";
+import { z } from "zod";
+import { MalformedInputError, ValidationError } from "../src/errors.ts";
+import type { AppEnv } from "../src/http/env.ts";
+import { readForm } from "../src/http/form.ts";
+import {
+  channelsOf,
+  checkImagesFit,
+  loadModel,
+  readBundle,
+  readImages,
+  readLabels,
+} from "../src/http/inputs.ts";
+import type { Operation } from "../src/http/openapi.ts";
+import { jsonPart, multipartReply } from "../src/http/reply.ts";
+import { parseRoundParams, RoundParamsSchema } from "../src/purify/params.ts";
+import { runRound } from "../src/purify/round.ts";
+import { PRESETS, ScheduleSchema } from "../src/purify/schedule.ts";
+
+const PresetQuery = z.enum(Object.keys(PRESETS) as [keyof typeof PRESETS]);
+
+export const operations: Operation[] = [
+  {
+    method: "get",
+    path: "/v1/purify/schedule",
+    summary: "The purification schedule of a preset (default 'default'; ?preset=published).",
+    description: "Every knob of the progressive schedule. Change it and send it back as " +
+      "params.schedule in the first round.",
+    response: ScheduleSchema,
+  },
+  {
+    method: "post",
+    path: "/v1/purify/rounds",
+    summary: "One bounded round of Progressive Unified Defense.",
+    description: "Send the model, the extra set and params; from the second round on also the " +
+      "'state' part of the previous reply, with the 'model' and 'weights' it returned. The " +
+      "reply is multipart/form-data: 'model' (model.json), 'weights' (weights.bin), 'state' " +
+      "(state.json) and 'report' (report.json: stage, progress, losses, clean-set size, flagged " +
+      "images, timings, done). Repeat until report.done. A round does at most " +
+      "min(params.max_steps, MAX_ROUND_STEPS) units of work within min(params.max_ms, " +
+      "MAX_ROUND_MS). A state that was edited, truncated, or belongs to another dataset or " +
+      "model is refused with 400/422.",
+    parts: [
+      {
+        name: "model",
+        description: "model.json (the previous round's after the first)",
+        required: true,
+      },
+      { name: "weights", description: "weight shards", required: true, multiple: true },
+      {
+        name: "images",
+        description: "the extra set: one .npy (NHWC) or PNG/JPEG files, same in every round",
+        required: true,
+        multiple: true,
+      },
+      { name: "labels", description: "its labels (.npy or JSON array)", required: true },
+      { name: "state", description: "state.json of the previous round; absent in the first" },
+      { name: "params", description: "round params", schema: RoundParamsSchema },
+    ],
+    responseType: "multipart/form-data",
+  },
+];
+
+export function register(app: Hono<AppEnv>): void {
+  app.get("/v1/purify/schedule", (c) => {
+    const q = PresetQuery.safeParse(c.req.query("preset") ?? "default");
+    if (!q.success) {
+      throw new ValidationError(
+        `unknown preset '${String(c.req.query("preset")).slice(0, 64)}'; allowed: ${
+          PresetQuery.options.join(", ")
+        }`,
+      );
+    }
+    return c.json(PRESETS[q.data]());
+  });
+
+  app.post("/v1/purify/rounds", async (c) => {
+    const { config, queue, backend } = c.get("services");
+    const signal = c.get("signal");
+    const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
+    const paramsPart = await form.file("params");
+    let rawParams: unknown = {};
+    if (paramsPart) rawParams = parseJsonBytes(paramsPart.bytes, "params");
+    const params = parseRoundParams(rawParams);
+    const statePart = await form.file("state");
+    const state = statePart ? parseJsonBytes(statePart.bytes, "state") : undefined;
+    const bundle = await readBundle(form, config);
+    const out = await queue.run(async () => {
+      const clf = await loadModel(bundle, params.preprocess);
+      try {
+        const images = await readImages(form, config, "images", channelsOf(clf));
+        checkImagesFit(images, clf.inputShape);
+        const labels = (await readLabels(form, "labels", {
+          count: images.shape[0],
+          numClasses: clf.numClasses,
+        }))!;
+        const result = await runRound(clf, images, labels, params, state, {
+          maxSteps: config.MAX_ROUND_STEPS,
+          maxMs: config.MAX_ROUND_MS,
+          signal,
+        });
+        // Saved only after the round succeeded: a failed round's half-trained weights are dropped.
+        const saved = await clf.save();
+        return { result, saved };
+      } finally {
+        clf.dispose();
+      }
+    }, signal);
+    const report = { ...out.result.report, backend: backend.name };
+    return multipartReply(
+      [
+        {
+          name: "model",
+          filename: "model.json",
+          type: "application/json",
+          bytes: out.saved.modelJson,
+        },
+        ...out.saved.weights.map((w) => ({
+          name: "weights",
+          filename: w.name,
+          type: "application/octet-stream",
+          bytes: w.bytes,
+        })),
+        jsonPart("state", out.result.state),
+        jsonPart("report", report),
+      ],
+      {
+        "X-Purify-Done": String(out.result.done),
+        "X-Purify-Progress": String(report.progress),
+      },
+    );
+  });
+}
+
+/** A JSON part's bytes parsed, or a 400 naming the part. */
+function parseJsonBytes(bytes: Uint8Array, what: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new MalformedInputError(`'${what}' is not valid UTF-8 JSON: ${(e as Error).message}`);
+  }
+}
