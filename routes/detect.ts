@@ -42,6 +42,16 @@ export const operations: Operation[] = [{
       required: true,
     },
     {
+      name: "purified_model",
+      description: "pud only: model.json of a purified copy (e.g. from /v1/purify/rounds); its " +
+        "logits replace the internal adversarial fine-tune",
+    },
+    {
+      name: "purified_weights",
+      description: "weight shards of the purified model",
+      multiple: true,
+    },
+    {
       name: "is_poison",
       description: "optional ground truth, 1 = poisoned, per image (.npy or JSON array): adds " +
         "precision, recall, F1 and AUROC",
@@ -62,8 +72,16 @@ export function register(app: Hono<AppEnv>): void {
     const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
     const params = await form.json("params", DetectParamsSchema);
     const bundle = await readBundle(form, config);
+    const purifiedBundle = form.has("purified_model")
+      ? await readBundle(form, config, "purified_")
+      : undefined;
     const body = await queue.run(async () => {
       const clf = await loadModel(bundle, params.preprocess);
+      const purified = purifiedBundle && await loadModel(purifiedBundle, params.preprocess)
+        .catch((e) => {
+          clf.dispose();
+          throw e;
+        });
       try {
         const images = await readImages(form, config, "images", channelsOf(clf));
         checkImagesFit(images, clf.inputShape);
@@ -81,6 +99,7 @@ export function register(app: Hono<AppEnv>): void {
           signal,
           maxCost: config.MAX_ATTACK_COST,
           isPoison,
+          purified,
         });
         return {
           ...report,
@@ -91,6 +110,7 @@ export function register(app: Hono<AppEnv>): void {
         };
       } finally {
         clf.dispose();
+        purified?.dispose();
       }
     }, signal);
     return c.json(body);

@@ -9,6 +9,7 @@ import type { Classifier } from "../model/classifier.ts";
 import { activationClustering } from "./activation_clustering.ts";
 import type { DetectMethod, DetectParams, PudOptions } from "./options.ts";
 import { type DetectionMetrics, detectionMetrics, rocCurve, type RocPoint } from "./roc.ts";
+import { estimatePudCost, pud } from "./pud.ts";
 import { spectral } from "./spectral.ts";
 import { spectre } from "./spectre.ts";
 import { strip } from "./strip.ts";
@@ -22,6 +23,11 @@ export interface RunDetectOptions {
   maxCost: number;
   /** Ground truth, 1 = poisoned, one per image: adds precision, recall, F1 and AUROC. */
   isPoison?: Uint8Array;
+  /**
+   * `pud` only: a purified copy of the model (e.g. from `/v1/purify/rounds`); its logits replace
+   * the internal adversarial fine-tune. Other methods refuse it.
+   */
+  purified?: Classifier;
   /** ROC curve points in the report when `isPoison` is given (default 21; 0 for none). */
   rocPoints?: number;
 }
@@ -58,9 +64,9 @@ export const MIN_IMAGES_PER_CLASS = 10;
  * - spectral, activation-clustering, spectre: one forward pass per image (the linear algebra on
  *   the host is small next to it);
  * - strip: one per blend, images × blends;
- * - pud: an estimate of its algorithm: the infected model's logits and the final consistency
- *   scores (2 passes per image), plus fine-tuning on at most min(epochs·N, max_steps·batch_size)
- *   images, each costing pgd_steps gradient passes and one training pass.
+ * - pud: the estimate of its algorithm in `pud.ts` ({@link estimatePudCost}): the infected
+ *   model's logits, trigger reconstruction, the probe fine-tunes (pgd_steps gradient passes and
+ *   one training pass per image) and the re-scoring passes.
  */
 export function estimateDetectCost(params: DetectParams, nImages: number): number {
   switch (params.method) {
@@ -70,13 +76,8 @@ export function estimateDetectCost(params: DetectParams, nImages: number): numbe
       return nImages;
     case "strip":
       return nImages * params.blends;
-    case "pud": {
-      const tuned = Math.min(
-        params.finetune_epochs * nImages,
-        params.max_steps * params.batch_size,
-      );
-      return 2 * nImages + tuned * (params.pgd_steps + 1);
-    }
+    case "pud":
+      return estimatePudCost(params, nImages, params.batch_size);
   }
 }
 
@@ -108,7 +109,7 @@ export async function runDetect(
   const t0 = performance.now();
   const cost = validate(clf, images, labels, params, opts);
   const ctx: DetectContext = { signal: opts.signal, batchSize: params.batch_size };
-  const result = await dispatch(clf, images, labels, params, ctx);
+  const result = await dispatch(clf, images, labels, params, ctx, opts.purified);
   const n = images.shape[0];
 
   const counts = new Map<number, { n: number; flagged: number }>();
@@ -208,6 +209,24 @@ function validate(
         { index: badLabel },
       ),
   );
+  if (opts.purified !== undefined) {
+    ensure(
+      params.method === "pud",
+      () =>
+        new UnprocessableError(
+          `a purified model is used only by method 'pud', not '${params.method}'; leave it out`,
+        ),
+    );
+    const [a, b] = [clf.inputShape.join("×"), opts.purified.inputShape.join("×")];
+    ensure(
+      a === b && clf.numClasses === opts.purified.numClasses,
+      () =>
+        new ShapeMismatchError(
+          `the purified model takes ${b} images and has ${opts.purified!.numClasses} classes; ` +
+            `the suspect model takes ${a} with ${k} classes: they must match`,
+        ),
+    );
+  }
   if (params.method !== "strip" && params.method !== "pud") {
     const sizes = new Map<number, number>();
     for (const l of labels) sizes.set(l, (sizes.get(l) ?? 0) + 1);
@@ -279,6 +298,7 @@ async function dispatch(
   labels: Int32Array,
   p: DetectParams,
   ctx: DetectContext,
+  purified?: Classifier,
 ): Promise<DetectResult> {
   switch (p.method) {
     case "spectral":
@@ -317,10 +337,7 @@ async function dispatch(
         flagRule: flagRuleOf(p),
         seed: p.seed,
       }, ctx);
-    case "pud": {
-      // Loaded on first use: PUD pulls in attack and training code the other methods never need.
-      const { pud } = await import("./pud.ts") as { pud: Detector<PudOptions> };
-      return await pud(clf, images, labels, p, ctx);
-    }
+    case "pud":
+      return await pud(clf, images, labels, { ...p, purified }, ctx);
   }
 }

@@ -22,6 +22,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../lab/rng.ts";
 import { flagByRule, type FlagRule } from "./thresholds.ts";
 import type { Detector } from "./types.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface StripOptions {
   /** Blends per image. Default 16. */
@@ -60,7 +61,7 @@ export const strip: Detector<StripOptions> = async (clf, images, labels, options
   const chunk = Math.max(1, ctx.batchSize);
   const buf = new Float32Array(chunk * per);
   for (let start = 0; start < total; start += chunk) {
-    ctx.signal?.throwIfAborted();
+    await yieldPoint(ctx.signal);
     const m = Math.min(chunk, total - start);
     for (let t = 0; t < m; t++) {
       const flat = start + t;

@@ -13,6 +13,7 @@ import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { type ClassFigure, figures } from "./accuracy.ts";
 import { checkLabels } from "./check.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface RobustOptions {
   /** L-inf budget in [0,1] pixel units. Default 8/255. */
@@ -68,7 +69,7 @@ export async function robustAccuracy(
   const per = h * w * c;
   const ok = new Uint8Array(n);
   for (let i = 0, b = 0; i < n; i += bs, b++) {
-    opts.signal?.throwIfAborted();
+    await yieldPoint(opts.signal);
     const m = Math.min(bs, n - i);
     const x = tf.tensor4d(images.data.subarray(i * per, (i + m) * per), [m, h, w, c]);
     const y = tf.tensor1d(labels.subarray(i, i + m), "int32");

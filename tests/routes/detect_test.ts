@@ -83,3 +83,62 @@ Deno.test("POST /v1/detect answers bad inputs with clear 4xx errors", async () =
     if (code) assert.equal(got, code, what);
   }
 });
+
+Deno.test("POST /v1/detect with method pud uses a purified model sent with the request", async () => {
+  const { trainedBundle, makeSet, backdooredClassifier } = await import(
+    "../purify/synthetic_backdoor.ts"
+  );
+  const { parseRoundParams } = await import("../../src/purify/params.ts");
+  const { runRound } = await import("../../src/purify/round.ts");
+  const { tinySchedule } = await import("../purify/synthetic_backdoor.ts");
+  const app = await testApp();
+  const model = await trainedBundle();
+  const extra = makeSet(240, 0.1, 2);
+  const clf = await backdooredClassifier();
+  let purified;
+  try {
+    await runRound(
+      clf,
+      extra.images,
+      extra.labels,
+      parseRoundParams({ schedule: tinySchedule(), seed: 7 }),
+      undefined,
+      { maxSteps: 1_000_000, maxMs: 600_000 },
+    );
+    purified = await clf.save();
+  } finally {
+    clf.dispose();
+  }
+  const before = tf.memory().numTensors;
+  const form = (method: string, withPurified = true) => {
+    const f = new FormData();
+    f.append("model", blobOf(model.modelJson), "model.json");
+    for (const w of model.weights) f.append("weights", blobOf(w.bytes), w.name);
+    if (withPurified) {
+      f.append("purified_model", blobOf(purified.modelJson), "model.json");
+      for (const w of purified.weights) f.append("purified_weights", blobOf(w.bytes), w.name);
+    }
+    f.append(
+      "images",
+      blobOf(encodeNpy({ dtype: "float32", shape: extra.images.shape, data: extra.images.data })),
+      "x.npy",
+    );
+    f.append("labels", JSON.stringify(Array.from(extra.labels)));
+    f.append("is_poison", JSON.stringify(Array.from(extra.poisoned)));
+    f.append("params", JSON.stringify({ method }));
+    return f;
+  };
+  const res = await app.request("/v1/detect", { method: "POST", body: form("pud") });
+  assert.equal(res.status, 200, await res.clone().text());
+  const body = await res.json();
+  assert.equal(body.diagnostics.purified, true, "the supplied model was used, no fine-tune");
+  assert.ok(body.metrics.auroc > 0.9, `AUROC with the purified model: ${body.metrics.auroc}`);
+  const wrong = await app.request("/v1/detect", { method: "POST", body: form("spectral") });
+  assert.equal(await errorCode(wrong, 422), "unprocessable");
+  const noWeights = form("pud");
+  noWeights.delete("purified_weights");
+  const missing = await app.request("/v1/detect", { method: "POST", body: noWeights });
+  assert.ok([400, 422].includes(missing.status), `status ${missing.status}`);
+  await errorCode(missing, missing.status);
+  assert.equal(tf.memory().numTensors, before);
+});

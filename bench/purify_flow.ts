@@ -1,0 +1,259 @@
+/**
+ * The whole purification flow through the HTTP API, on data the lab makes: for each attack,
+ * train a backdoored Fashion-MNIST model (10% poisoned training set, a 2,000-image extra set with
+ * 10% poisoned), evaluate it (`POST /v1/evaluate`: clean accuracy, attack success rate, robust
+ * accuracy under PGD-20 L-inf 8/255), purify it with each schedule through
+ * `POST /v1/purify/rounds` (the client, one bounded round per call), and evaluate the result.
+ * With `--clean`, the same flow on a model trained without poison (it should lose ≤ 1 point).
+ * Prints a markdown table and writes `summary.json` under `--out`.
+ *
+ *   deno run -A bench/purify_flow.ts [--attacks badnets,blend] [--schedules published,default]
+ *     [--clean] [--server URL] [--out out/purify_flow] [--robust-images 1000] [--reuse]
+ *     [--dataset fashion-mnist|synthetic] [--train 20000]
+ *
+ * `--schedules` takes preset names and/or paths of schedule JSON files (as GET
+ * /v1/purify/schedule returns them, edited).
+ *
+ * Without `--server` it starts the service (`deno task start`) on a free loopback port.
+ * `--reuse` keeps lab folders that already exist (same flags, same seed: same files).
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { appendBundle, readBundleDir } from "../client/bundle_files.ts";
+import { DEFAULT_RETRY, postWithRetry } from "../client/http.ts";
+import { runPurification } from "../client/purify.ts";
+import { parseNpy } from "../src/io/npy.ts";
+
+const { values: a } = parseArgs({
+  options: {
+    attacks: { type: "string", default: "badnets,blend" },
+    schedules: { type: "string", default: "published,default" },
+    clean: { type: "boolean", default: false },
+    server: { type: "string" },
+    out: { type: "string", default: "out/purify_flow" },
+    "robust-images": { type: "string", default: "1000" },
+    reuse: { type: "boolean", default: false },
+    dataset: { type: "string", default: "fashion-mnist" },
+    train: { type: "string", default: "20000" },
+    seed: { type: "string", default: "1" },
+  },
+});
+
+const root = new URL("..", import.meta.url).pathname;
+const deno = Deno.execPath();
+
+interface Figures {
+  clean_accuracy: number | null;
+  attack_success_rate: number | null;
+  robust_accuracy: number | null;
+}
+
+interface Row {
+  lab: string;
+  model: string;
+  figures: Figures;
+  seconds?: number;
+  rounds?: number;
+  flagged?: number;
+  precision?: number | null;
+  recall?: number | null;
+}
+
+async function freePort(): Promise<number> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function startServer(): Promise<{ url: string; proc: Deno.ChildProcess }> {
+  const port = await freePort();
+  const proc = new Deno.Command(deno, {
+    args: ["task", "start"],
+    cwd: root,
+    env: { PORT: String(port), HOST: "127.0.0.1", LOG_REQUESTS: "false" },
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    try {
+      const r = await fetch(`${url}/readyz`);
+      await r.body?.cancel();
+      if (r.ok) return { url, proc };
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error("the service did not become ready in 120 s");
+}
+
+async function exists(p: string): Promise<boolean> {
+  return await Deno.stat(p).then(() => true, () => false);
+}
+
+/** Runs the lab into `dir` (skipped with --reuse when it is already there). */
+async function lab(dir: string, flags: string[]): Promise<void> {
+  if (a.reuse && await exists(join(dir, "lab.json"))) {
+    console.error(`lab: reusing ${dir}`);
+    return;
+  }
+  const t0 = performance.now();
+  const out = await new Deno.Command(deno, {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "scripts/lab.ts",
+      "--dataset",
+      a.dataset!,
+      "--train",
+      a.train!,
+      "--seed",
+      a.seed!,
+      "--out",
+      dir,
+      ...flags,
+    ],
+    cwd: root,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`lab failed for ${dir}`);
+  console.error(`lab: ${dir} in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+/** Clean accuracy, ASR (test_bd_x/test_bd_y) and robust accuracy of the model in `modelDir`. */
+async function evaluate(server: string, modelDir: string, labDir: string): Promise<Figures> {
+  const model = await readBundleDir(modelDir);
+  const file = (n: string) => Deno.readFile(join(labDir, n));
+  const [x, y, bx, by] = await Promise.all(
+    ["test_x.npy", "test_y.npy", "test_bd_x.npy", "test_bd_y.npy"].map(file),
+  );
+  const params = {
+    backdoor: {},
+    attack: { eps: 8 / 255, steps: 20, max_images: Number(a["robust-images"]), seed: 0 },
+  };
+  const res = await postWithRetry(`${server}/v1/evaluate`, () => {
+    const f = new FormData();
+    appendBundle(f, model);
+    const blob = (b: Uint8Array) => new Blob([b as Uint8Array<ArrayBuffer>]);
+    f.append("images", blob(x), "test_x.npy");
+    f.append("labels", blob(y), "test_y.npy");
+    f.append("backdoor_images", blob(bx), "test_bd_x.npy");
+    f.append("backdoor_labels", blob(by), "test_bd_y.npy");
+    f.append("params", JSON.stringify(params));
+    return f;
+  }, DEFAULT_RETRY);
+  const r = await res.json();
+  return {
+    clean_accuracy: r.clean_accuracy,
+    attack_success_rate: r.attack_success_rate,
+    robust_accuracy: r.robust_accuracy,
+  };
+}
+
+async function detection(labDir: string, flagged: number[]) {
+  const truth = parseNpy(await Deno.readFile(join(labDir, "extra_is_poison.npy")))
+    .data as Uint8Array;
+  const poisoned = truth.reduce((s, v) => s + v, 0);
+  const hits = flagged.filter((i) => truth[i] === 1).length;
+  return {
+    precision: flagged.length ? hits / flagged.length : null,
+    recall: poisoned ? hits / poisoned : null,
+  };
+}
+
+const pct = (v: number | null | undefined) => typeof v === "number" ? (100 * v).toFixed(2) : "—";
+
+async function main() {
+  const started = a.server ? undefined : await startServer();
+  const server = a.server ?? started!.url;
+  const rows: Row[] = [];
+  const labs: [string, string[]][] = a.attacks!.split(",").filter(Boolean).map((
+    atk,
+  ) => [atk, ["--attack", atk]]);
+  if (a.clean) labs.push(["clean", ["--poison-rate", "0", "--extra-poison-rate", "0"]]);
+  try {
+    for (const [name, flags] of labs) {
+      const labDir = join(a.out!, `lab_${name}`);
+      await lab(labDir, flags);
+      const infected = await evaluate(server, labDir, labDir);
+      rows.push({
+        lab: name,
+        model: name === "clean" ? "clean model" : "infected",
+        figures: infected,
+      });
+      console.error(`${name} infected: ${JSON.stringify(infected)}`);
+      const schedules = name === "clean" ? ["default"] : a.schedules!.split(",").filter(Boolean);
+      for (const schedule of schedules) {
+        const label = schedule.endsWith(".json")
+          ? schedule.split("/").pop()!.replace(/\.json$/, "")
+          : schedule;
+        const outDir = join(a.out!, `purified_${name}_${label}`);
+        await Deno.remove(outDir, { recursive: true }).catch(() => {});
+        const t0 = performance.now();
+        const outcome = await runPurification({
+          server,
+          modelDir: labDir,
+          images: join(labDir, "extra_x.npy"),
+          labels: join(labDir, "extra_y.npy"),
+          out: outDir,
+          params: {
+            schedule: schedule.endsWith(".json")
+              ? JSON.parse(await Deno.readTextFile(schedule))
+              : schedule,
+            seed: Number(a.seed),
+          },
+          maxRounds: 10_000,
+          resume: false,
+        });
+        const seconds = (performance.now() - t0) / 1000;
+        const flagged = (outcome.finalReport.flagged_indices ?? []) as number[];
+        const figures = await evaluate(server, join(outDir, "purified"), labDir);
+        const row: Row = {
+          lab: name,
+          model: `${label} schedule`,
+          figures,
+          seconds,
+          rounds: outcome.rounds,
+          flagged: flagged.length,
+          ...(name === "clean" ? {} : await detection(labDir, flagged)),
+        };
+        rows.push(row);
+        console.error(`${name} ${schedule}: ${JSON.stringify(row)}`);
+        await Deno.writeTextFile(join(a.out!, "summary.json"), JSON.stringify(rows, null, 2));
+      }
+    }
+  } finally {
+    if (started) {
+      started.proc.kill("SIGTERM");
+      await started.proc.status;
+    }
+  }
+  const backend = await Deno.readTextFile(join(a.out!, `lab_${labs[0][0]}`, "lab.json"))
+    .then((t) => JSON.parse(t).backend).catch(() => "?");
+  console.log(
+    `\nFashion-MNIST flow through HTTP (lab seed ${a.seed}, train ${a.train}, robust: PGD-20 ` +
+      `L-inf 8/255 on ${a["robust-images"]} test images, backend ${backend})\n`,
+  );
+  console.log(
+    "| data | model | clean acc % | ASR % | robust acc % | rounds | time s | flagged (P / R) |",
+  );
+  console.log("|---|---|---:|---:|---:|---:|---:|---|");
+  for (const r of rows) {
+    const f = r.figures;
+    const det = r.flagged === undefined
+      ? ""
+      : r.precision === undefined
+      ? String(r.flagged)
+      : `${r.flagged} (${pct(r.precision)} / ${pct(r.recall)})`;
+    console.log(
+      `| ${r.lab} | ${r.model} | ${pct(f.clean_accuracy)} | ${pct(f.attack_success_rate)} | ${
+        pct(f.robust_accuracy)
+      } | ${r.rounds ?? ""} | ${r.seconds === undefined ? "" : r.seconds.toFixed(0)} | ${det} |`,
+    );
+  }
+}
+
+await main();
