@@ -3,137 +3,211 @@
  * code, in one run, reported as ratios. Small CNN 28×28×1 conv32-pool-conv64-pool-dense128-dense10,
  * batch 128:
  *   - PGD L-inf, 10 steps (eps 8/255, step 2/255), through `src/attacks/pgd.ts`: image-steps/s;
- *   - SGD training steps (momentum 0.9): images/s.
+ *   - SGD training steps (momentum 0.9, weight decay 5e-4, `src/purify/sgd.ts`): images/s.
  *
- *   deno run -A bench/side_by_side.ts [--backend wasm] [--threads 2] [--reps 5]
+ * The CI machine is shared, so absolute figures drift with other people's load. PyTorch therefore
+ * runs as long-lived servers (one per thread count, `torch_workloads.py --serve`) and every repeat
+ * interleaves the contenders (ours, torch×2, torch×1, rotating the order each repeat); the table
+ * reports medians and the ratio of medians, and the load average before and after.
+ *
+ *   deno run -A bench/side_by_side.ts [--backend wasm] [--threads 2,1] [--reps 9] [--no-torch]
+ *   BACKEND=webgpu deno run -A bench/side_by_side.ts --reps 1 --no-torch   # any backend name
  */
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { pgd } from "../src/attacks/pgd.ts";
-import type { Classifier } from "../src/model/classifier.ts";
+import { MomentumSgd } from "../src/purify/sgd.ts";
 import { type BackendName, initBackend } from "../src/tensor/backend.ts";
+import { peakRssMiB } from "./rss.ts";
+import { asClassifier, smallCnn } from "./small_cnn.ts";
 
 const { values: args } = parseArgs({
   options: {
-    backend: { type: "string", default: "wasm" },
-    threads: { type: "string", default: "2" },
-    reps: { type: "string", default: "5" },
-    torch: { type: "boolean", default: true },
+    backend: { type: "string", default: Deno.env.get("BACKEND") ?? "wasm" },
+    threads: { type: "string", default: "2,1" },
+    reps: { type: "string", default: "9" },
+    "no-torch": { type: "boolean", default: false },
   },
 });
 const reps = Number(args.reps);
+const BATCH = 128, STEPS = 10;
 
-function cnn(): tf.LayersModel {
-  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
-  return tf.sequential({
-    layers: [
-      tf.layers.conv2d({
-        inputShape: [28, 28, 1],
-        filters: 32,
-        kernelSize: 3,
-        padding: "same",
-        activation: "relu",
-        kernelInitializer: init(1),
-      }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.conv2d({
-        filters: 64,
-        kernelSize: 3,
-        padding: "same",
-        activation: "relu",
-        kernelInitializer: init(2),
-      }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.flatten(),
-      tf.layers.dense({ units: 128, activation: "relu", kernelInitializer: init(3) }),
-      tf.layers.dense({ units: 10, kernelInitializer: init(4) }),
-    ],
+/** Seconds for one run of a workload. */
+type Runner = { name: string; pgd(): Promise<number>; train(): Promise<number> };
+
+/** A `torch_workloads.py --serve` process, driven one line at a time. */
+class TorchServer implements Runner {
+  readonly name: string;
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #lines: AsyncIterator<string>;
+
+  private constructor(child: Deno.ChildProcess, lines: AsyncIterator<string>, name: string) {
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    this.#lines = lines;
+    this.name = name;
+  }
+
+  static async start(threads: number): Promise<TorchServer> {
+    const script = new URL("./torch_workloads.py", import.meta.url).pathname;
+    const child = new Deno.Command("/usr/bin/python3", {
+      args: [script, "--serve", String(threads)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines())
+      [Symbol.asyncIterator]();
+    const first = await lines.next();
+    if (first.done) throw new Error("torch_workloads.py exited before it was ready");
+    const ready = JSON.parse(first.value);
+    return new TorchServer(child, lines, `${ready.ready} (${threads} thr)`);
+  }
+
+  async #ask(cmd: string): Promise<Record<string, number>> {
+    await this.#writer.write(new TextEncoder().encode(cmd + "\n"));
+    const r = await this.#lines.next();
+    if (r.done) throw new Error(`torch_workloads.py exited on '${cmd}'`);
+    return JSON.parse(r.value);
+  }
+  async pgd() {
+    return (await this.#ask("pgd")).seconds;
+  }
+  async train() {
+    return (await this.#ask("train")).seconds;
+  }
+  async peakRss() {
+    return (await this.#ask("rss")).peak_rss_mib;
+  }
+  async close() {
+    await this.#writer.write(new TextEncoder().encode("quit\n"));
+    await this.#writer.close();
+    await this.#child.status;
+  }
+}
+
+function splitLines(): TransformStream<string, string> {
+  let buf = "";
+  return new TransformStream({
+    transform(chunk, ctl) {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        ctl.enqueue(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    },
+    flush(ctl) {
+      if (buf) ctl.enqueue(buf);
+    },
   });
 }
 
-async function torchFigures(): Promise<Record<string, number | string> | undefined> {
-  const script = new URL("./torch_workloads.py", import.meta.url).pathname;
-  try {
-    const out = await new Deno.Command("/usr/bin/python3", {
-      args: [script, args.threads!, String(reps)],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!out.success) {
-      console.error(new TextDecoder().decode(out.stderr).slice(-500));
-      return undefined;
-    }
-    return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
-  } catch (e) {
-    console.error(`PyTorch not runnable (${(e as Error).message}); apt-get install python3-torch`);
-    return undefined;
-  }
-}
-
-async function ours(): Promise<Record<string, number | string>> {
-  const info = await initBackend(args.backend as BackendName);
-  const model = cnn();
-  const clf: Classifier = {
-    model,
-    inputShape: [28, 28, 1],
-    numClasses: 10,
-    logits: (x, training) => model.apply(x, { training }) as tf.Tensor2D,
-  };
-  const batch = 128, steps = 10;
-  const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, "float32", 7) as tf.Tensor4D;
-  const y = tf.randomUniform([batch], 0, 10, "int32", 8) as tf.Tensor1D;
-  const opts = {
-    eps: 8 / 255,
-    stepSize: 2 / 255,
-    randomStart: false,
-    earlyStop: false,
-  };
-  (await pgd(clf, x, y, { ...opts, steps: 2 })).adversarial.dispose();
-  let t0 = performance.now();
-  for (let r = 0; r < reps; r++) {
+/** Our side: the service's PGD and SGD code on the chosen backend. */
+async function ours(backend: BackendName): Promise<Runner & { dispose(): void }> {
+  const info = await initBackend(backend);
+  const model = smallCnn();
+  const clf = asClassifier(model);
+  const x = tf.randomUniform([BATCH, 28, 28, 1], 0, 1, "float32", 7) as tf.Tensor4D;
+  const y = tf.randomUniform([BATCH], 0, 10, "int32", 8) as tf.Tensor1D;
+  const opts = { eps: 8 / 255, stepSize: 2 / 255, randomStart: false, earlyStop: false };
+  const vars = model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+  const sgd = new MomentumSgd(vars);
+  const runPgd = async (steps: number) => {
+    const t0 = performance.now();
     const res = await pgd(clf, x, y, { ...opts, steps });
     await res.adversarial.data();
     res.adversarial.dispose();
-  }
-  const pgdS = (performance.now() - t0) / 1000 / reps;
-
-  const opt = tf.train.momentum(0.01, 0.9);
-  const yHot = tf.oneHot(y, 10);
-  const step = async () => {
-    const loss = opt.minimize(
-      () => tf.losses.softmaxCrossEntropy(yHot, clf.logits(x, true)) as tf.Scalar,
-      true,
-    )!;
+    return (performance.now() - t0) / 1000;
+  };
+  const runTrain = async () => {
+    const t0 = performance.now();
+    const loss = tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(
+        () => tf.mean(tf.losses.softmaxCrossEntropy(tf.oneHot(y, 10), clf.logits(x, true))),
+        vars,
+      );
+      sgd.step(vars.map((v) => grads[v.name]), 0.01, 0.9, 5e-4);
+      return value;
+    });
     await loss.data();
     loss.dispose();
+    return (performance.now() - t0) / 1000;
   };
-  await step();
-  t0 = performance.now();
-  for (let r = 0; r < reps * 2; r++) await step();
-  const trainS = (performance.now() - t0) / 1000 / (reps * 2);
-  tf.dispose([x, y, yHot]);
-  opt.dispose();
-  model.dispose();
+  await runPgd(2);
+  await runTrain();
   return {
-    backend: info.name,
-    pgd_image_steps_per_s: batch * steps / pgdS,
-    train_images_per_s: batch / trainS,
-    peak_rss_mib: Deno.memoryUsage().rss / 2 ** 20,
+    name: `purifier (${info.name}${info.adapter ? `, ${info.adapter}` : ""})`,
+    pgd: () => runPgd(STEPS),
+    train: runTrain,
+    dispose() {
+      tf.dispose([x, y]);
+      sgd.dispose();
+      model.dispose();
+    },
   };
 }
 
-const peer = args.torch ? await torchFigures() : undefined;
-const mine = await ours();
-const fmt = (v: unknown) => typeof v === "number" ? v.toFixed(1) : String(v ?? "—");
-console.log(
-  `| workload | purifier (${mine.backend}) | ${
-    peer?.peer ?? "pytorch"
-  } (${args.threads} threads) | ratio |`,
-);
-console.log("|---|---|---|---|");
-for (const k of ["pgd_image_steps_per_s", "train_images_per_s", "peak_rss_mib"]) {
-  const ratio = peer ? (mine[k] as number) / (peer[k] as number) : undefined;
-  console.log(
-    `| ${k} | ${fmt(mine[k])} | ${fmt(peer?.[k])} | ${ratio ? ratio.toFixed(2) + "×" : "—"} |`,
-  );
+const median = (a: number[]) => {
+  const s = [...a].sort((p, q) => p - q);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const loadBefore = Deno.loadavg();
+const threadCounts = args["no-torch"] ? [] : args.threads!.split(",").map(Number);
+const torch: TorchServer[] = [];
+for (const t of threadCounts) {
+  try {
+    torch.push(await TorchServer.start(t));
+  } catch (e) {
+    console.error(`PyTorch not runnable (${(e as Error).message}); apt-get install python3-torch`);
+    break;
+  }
 }
+const mine = await ours(args.backend as BackendName);
+const runners: Runner[] = [mine, ...torch];
+const times = runners.map(() => ({ pgd: [] as number[], train: [] as number[] }));
+for (let r = 0; r < reps; r++) {
+  // Rotating the order keeps any one contender from always following the same neighbour.
+  for (let k = 0; k < runners.length; k++) {
+    const i = (r + k) % runners.length;
+    times[i].pgd.push(await runners[i].pgd());
+  }
+  for (let k = 0; k < runners.length; k++) {
+    const i = (r + k) % runners.length;
+    // Two training steps per repeat: one step is short next to PGD-10.
+    times[i].train.push((await runners[i].train() + await runners[i].train()) / 2);
+  }
+}
+const loadAfter = Deno.loadavg();
+const rss = [peakRssMiB(), ...await Promise.all(torch.map((t) => t.peakRss()))];
+await Promise.all(torch.map((t) => t.close()));
+mine.dispose();
+
+const pgdRate = times.map((t) => BATCH * STEPS / median(t.pgd));
+const trainRate = times.map((t) => BATCH / median(t.train));
+const spread = (a: number[]) => {
+  const s = [...a].sort((p, q) => p - q);
+  return `${(BATCH / s[s.length - 1]).toFixed(0)}–${(BATCH / s[0]).toFixed(0)}`;
+};
+console.log(
+  `load average before ${loadBefore.map((v) => v.toFixed(2)).join(" ")}, after ${
+    loadAfter.map((v) => v.toFixed(2)).join(" ")
+  }; ${reps} interleaved repeats, medians`,
+);
+console.log(`| workload | ${runners.map((r) => r.name).join(" | ")} | ${
+  torch.map((t) => `ratio vs ${t.name.replace(/^pytorch \S+ /, "torch ")}`).join(" | ")
+} |`);
+console.log(`|---|${runners.map(() => "---").join("|")}|${torch.map(() => "---").join("|")}|`);
+const row = (label: string, v: number[], higherIsBetter: boolean) =>
+  console.log(`| ${label} | ${v.map((x) => x.toFixed(1)).join(" | ")} | ${
+    v.slice(1).map((x) => (higherIsBetter ? v[0] / x : v[0] / x).toFixed(2) + "×").join(" | ")
+  } |`);
+row("PGD-10 image-steps/s", pgdRate, true);
+row("training images/s", trainRate, true);
+row("peak RSS MiB", rss, false);
+console.log(
+  `(per-repeat training images/s range: ${times.map((t) => spread(t.train)).join(", ")})`,
+);

@@ -3,7 +3,13 @@
 Small CNN (28x28x1 conv32-pool-conv64-pool-dense128-dense10, 'same' padding), batch 128:
   - PGD L-inf (eps 8/255, step 2/255), `steps` steps: image-steps per second;
   - SGD training steps (momentum 0.9, wd 5e-4) on cross-entropy: images per second.
-Prints one JSON line. Run with Debian's interpreter: /usr/bin/python3 bench/torch_workloads.py
+
+Two modes, both run with Debian's interpreter (/usr/bin/python3):
+  - `torch_workloads.py THREADS REPS`: runs both workloads, prints one JSON line;
+  - `torch_workloads.py --serve THREADS`: warms up, prints `{"ready": ...}`, then for each line
+    `pgd` or `train` on stdin runs that workload once and prints `{"seconds": s}`, so that
+    bench/side_by_side.ts can interleave it with its own repeats (A B A B ...) on a shared machine;
+    `rss` prints the peak RSS in MiB.
 """
 import json
 import resource
@@ -13,6 +19,8 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+BATCH, STEPS = 128, 10
 
 
 def cnn():
@@ -35,40 +43,69 @@ def pgd(model, x, y, eps, alpha, steps):
     return adv.detach()
 
 
+class Workloads:
+    def __init__(self, threads):
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.model = cnn()
+        self.x = torch.rand(BATCH, 1, 28, 28)
+        self.y = torch.randint(0, 10, (BATCH,))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9,
+                                   weight_decay=5e-4)
+
+    def pgd(self, steps=STEPS):
+        self.model.eval()
+        t0 = time.perf_counter()
+        pgd(self.model, self.x, self.y, 8 / 255, 2 / 255, steps)
+        return time.perf_counter() - t0
+
+    def train(self):
+        self.model.train()
+        t0 = time.perf_counter()
+        self.opt.zero_grad()
+        F.cross_entropy(self.model(self.x), self.y).backward()
+        self.opt.step()
+        return time.perf_counter() - t0
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def serve(threads):
+    w = Workloads(threads)
+    w.pgd(2)
+    w.train()
+    print(json.dumps({"ready": f"pytorch {torch.__version__}", "threads": threads}), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "pgd":
+            print(json.dumps({"seconds": w.pgd()}), flush=True)
+        elif cmd == "train":
+            print(json.dumps({"seconds": w.train()}), flush=True)
+        elif cmd == "rss":
+            print(json.dumps({"peak_rss_mib": peak_rss_mib()}), flush=True)
+        elif cmd == "quit":
+            break
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
+        return
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = cnn()
-    batch, steps = 128, 10
-    x = torch.rand(batch, 1, 28, 28)
-    y = torch.randint(0, 10, (batch,))
-    model.eval()
-    pgd(model, x, y, 8 / 255, 2 / 255, 2)  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        pgd(model, x, y, 8 / 255, 2 / 255, steps)
-    pgd_s = (time.perf_counter() - t0) / reps
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-    def step():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    step()
-    t0 = time.perf_counter()
-    for _ in range(reps * 2):
-        step()
-    train_s = (time.perf_counter() - t0) / (reps * 2)
+    w = Workloads(threads)
+    w.pgd(2)
+    w.train()
+    pgd_s = sorted(w.pgd() for _ in range(reps))[reps // 2]
+    train_s = sorted(w.train() for _ in range(reps * 2))[reps]
     print(json.dumps({
         "peer": f"pytorch {torch.__version__}",
         "threads": threads,
-        "pgd_image_steps_per_s": batch * steps / pgd_s,
-        "train_images_per_s": batch / train_s,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "pgd_image_steps_per_s": BATCH * STEPS / pgd_s,
+        "train_images_per_s": BATCH / train_s,
+        "peak_rss_mib": peak_rss_mib(),
     }))
 
 

@@ -7,6 +7,12 @@
  *   deno task purify --server http://localhost:8000 --model DIR --images x.npy --labels y.npy \
  *     --out OUT [--schedule default|published|FILE.json] [--eval DIR] [--target 0] [--token T]
  *
+ * The report (`report.html`, self-contained, and the same figures in `report.json`) shows the
+ * figures per round, the detection step (`--detect JSON`, e.g. '{"method":"pud"}', with
+ * `--is-poison FILE` for precision, recall and the ROC curve), a grid of sample test images
+ * (clean, triggered, PGD) predicted before and after (`--samples N`, default 8 with `--eval`),
+ * timings and the backend.
+ *
  * `--eval DIR` takes a folder with test_x.npy, test_y.npy and optionally test_bd_x.npy (triggered
  * images of non-target classes) with test_bd_y.npy (their backdoor targets), as the lab writes
  * them. `--robust JSON` adds robust accuracy to each evaluation (e.g. '{"max_images":500}' for
@@ -23,8 +29,18 @@ import {
   writeAtomic,
   writeBundleDir,
 } from "./bundle_files.ts";
+import { intArray, runDetection } from "./detection.ts";
 import { DEFAULT_RETRY, postWithRetry, type RetryOptions } from "./http.ts";
-import { reportHtml, type RoundPoint } from "./report_html.ts";
+import { imageBatchFromNpy, imageDataUri } from "./image_png.ts";
+import {
+  type DetectionSection,
+  flagScore,
+  type ReportData,
+  type RoundPoint,
+  type SamplesSection,
+} from "./report_data.ts";
+import { reportHtml, type ReportImages } from "./report_html.ts";
+import { runSamples } from "./samples.ts";
 
 export interface PurifyJob {
   server: string;
@@ -47,6 +63,23 @@ export interface PurifyJob {
   resume: boolean;
   quiet?: boolean;
   retry?: Partial<RetryOptions>;
+  /**
+   * Detect poisoned images in the extra set with the infected model before purifying
+   * (`POST /v1/detect` params, e.g. `{ "method": "pud" }`); absent: no detection step.
+   */
+  detect?: Record<string, unknown>;
+  /** Ground truth of the extra set (1 = poisoned; `.npy` or JSON): scores detection and flags. */
+  isPoison?: string;
+  /** Sample images in the report's grid (needs `evalDir`; default 8, 0 for none). */
+  samples?: number;
+  /** Attack params of the sample grid's adversarial images (default PGD L-inf 8/255, 10 steps). */
+  sampleAttack?: Record<string, unknown>;
+  /** The report's title. */
+  title?: string;
+  /** More inputs for the report (e.g. how the model and data were made). */
+  inputs?: Record<string, unknown>;
+  /** Class names by index (default: `classNames` of lab.json in `evalDir` or `modelDir`). */
+  classNames?: string[];
 }
 
 export interface PurifyOutcome {
@@ -55,6 +88,10 @@ export interface PurifyOutcome {
   points: RoundPoint[];
   finalReport: Record<string, unknown>;
   outDir: string;
+  /** Everything report.json holds. */
+  report?: ReportData;
+  /** Path of the HTML report. */
+  reportPath?: string;
 }
 
 interface Checkpoint {
@@ -62,6 +99,39 @@ interface Checkpoint {
   done: boolean;
   points: RoundPoint[];
   lastReport: Record<string, unknown>;
+  detection?: DetectionSection;
+  backend?: string;
+  /** Wall seconds per phase so far. */
+  timings?: Record<string, number>;
+}
+
+/** The server's readiness answer, for the report's backend and version; never fails a run. */
+async function readiness(server: string): Promise<{ backend?: string; version?: string }> {
+  try {
+    const r = await fetch(`${server}/readyz`, { signal: AbortSignal.timeout(5000) });
+    if (!r.ok) {
+      await r.body?.cancel();
+      return {};
+    }
+    const j = await r.json();
+    return { backend: j?.backend?.name, version: j?.version };
+  } catch {
+    return {};
+  }
+}
+
+async function classNamesOf(job: PurifyJob): Promise<string[] | undefined> {
+  if (job.classNames) return job.classNames;
+  for (const dir of [job.evalDir, job.modelDir]) {
+    if (!dir) continue;
+    try {
+      const lab = JSON.parse(await Deno.readTextFile(join(dir, "lab.json")));
+      if (Array.isArray(lab.classNames)) return lab.classNames.map(String);
+    } catch {
+      // no lab.json there: classes are shown by number
+    }
+  }
+  return undefined;
 }
 
 function bar(progress: number, width = 30): string {
@@ -110,6 +180,7 @@ async function evaluateRound(
 
 /** Runs (or resumes) a whole purification; returns when the schedule is done or rounds run out. */
 export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
+  const tStart = performance.now();
   const retry: RetryOptions = {
     ...DEFAULT_RETRY,
     token: job.token,
@@ -118,9 +189,14 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     },
     ...job.retry,
   };
+  const say = (line: string) => {
+    if (!job.quiet) console.error(line);
+  };
   const ckDir = join(job.out, "checkpoint");
   const images = await Deno.readFile(job.images);
   const labels = await Deno.readFile(job.labels);
+  const isPoison = job.isPoison ? await Deno.readFile(job.isPoison) : undefined;
+  const infected = await readBundleDir(job.modelDir);
   let model: BundleOnDisk;
   let state: Uint8Array | undefined;
   let ck: Checkpoint = { round: 0, done: false, points: [], lastReport: {} };
@@ -128,16 +204,57 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     () => true,
     () => false,
   );
+  const ready = await readiness(job.server);
   if (resumed) {
     ck = JSON.parse(await Deno.readTextFile(join(ckDir, "checkpoint.json")));
     model = await readBundleDir(join(ckDir, "model"));
     state = await Deno.readFile(join(ckDir, "state.json"));
-    if (!job.quiet) console.error(`resuming after round ${ck.round} from ${ckDir}`);
+    say(`resuming after round ${ck.round} from ${ckDir}`);
   } else {
-    model = await readBundleDir(job.modelDir);
-    if (job.evalDir) {
-      ck.points.push({ round: 0, stage: "infected", ...await evaluateRound(job, model, retry) });
-    }
+    model = infected;
+  }
+  const timings: Record<string, number> = ck.timings ?? {};
+  const addTime = (k: string, seconds: number) => {
+    timings[k] = Math.round(((timings[k] ?? 0) + seconds) * 10) / 10;
+  };
+  ck.backend ??= ready.backend;
+
+  if (job.detect && !ck.detection) {
+    say(`detect: ${JSON.stringify(job.detect)} on the extra set with the infected model`);
+    const d = await runDetection({
+      server: job.server,
+      model: infected,
+      images,
+      labels,
+      isPoison,
+      params: job.detect,
+      retry,
+    });
+    ck.detection = d.section;
+    ck.backend ??= d.backend;
+    addTime("detect", d.section.seconds);
+    const m = d.section.metrics;
+    say(
+      `detect: flagged ${d.section.flagged} of ${d.section.n}` +
+        (m
+          ? `; precision ${fmtPct(m.precision)} recall ${fmtPct(m.recall)} AUROC ${
+            m.auroc?.toFixed(3) ?? "—"
+          }`
+          : "") +
+        ` (${d.section.seconds.toFixed(1)} s)`,
+    );
+  }
+  if (!resumed && job.evalDir) {
+    const t = performance.now();
+    const figs = await evaluateRound(job, model, retry);
+    const s = (performance.now() - t) / 1000;
+    addTime("evaluate", s);
+    ck.points.push({ round: 0, stage: "infected", ...figs, eval_seconds: round1(s) });
+    say(
+      `infected model: acc ${fmtPct(figs.clean_accuracy)} asr ${
+        fmtPct(figs.attack_success_rate)
+      } rob ${fmtPct(figs.robust_accuracy)} (${s.toFixed(1)} s)`,
+    );
   }
 
   while (!ck.done && ck.round < job.maxRounds) {
@@ -158,12 +275,26 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
       weights: await partFiles(form, "weights"),
     };
     state = await partBytes(form, "state");
+    const roundSeconds = (performance.now() - t0) / 1000;
+    addTime("rounds", roundSeconds);
     ck.round++;
     ck.done = Boolean(report.done);
     ck.lastReport = report;
-    const point: RoundPoint = { round: ck.round, stage: report.stage };
-    if (job.evalDir) Object.assign(point, await evaluateRound(job, model, retry));
+    if (typeof report.backend === "string") ck.backend ??= report.backend;
+    const point: RoundPoint = {
+      round: ck.round,
+      stage: report.stage,
+      seconds: round1(roundSeconds),
+    };
+    if (job.evalDir) {
+      const t = performance.now();
+      Object.assign(point, await evaluateRound(job, model, retry));
+      const s = (performance.now() - t) / 1000;
+      point.eval_seconds = round1(s);
+      addTime("evaluate", s);
+    }
     ck.points.push(point);
+    ck.timings = timings;
     // Model and state first, checkpoint.json last: a crash in between resumes from the old round.
     await writeBundleDir(join(ckDir, "model"), model);
     await writeAtomic(join(ckDir, "state.json"), state);
@@ -184,45 +315,99 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
       ));
     }
   }
-  if (!job.quiet) console.error("");
+  if (!job.quiet && ck.round > 0) console.error("");
   await writeBundleDir(join(job.out, "purified"), model);
   const flagged = ck.lastReport.flagged_indices ?? [];
   await writeAtomic(join(job.out, "flagged.json"), JSON.stringify(flagged));
-  const summary = {
-    rounds: ck.round,
-    done: ck.done,
-    first: ck.points[0],
-    last: ck.points.at(-1),
+
+  const images_: ReportImages = {};
+  let samples: SamplesSection | undefined;
+  const sampleCount = job.samples ?? 8;
+  if (job.evalDir && sampleCount > 0) {
+    say(`samples: ${sampleCount} test images, clean, triggered and adversarial, before and after`);
+    const s = await runSamples({
+      server: job.server,
+      infected,
+      purified: model,
+      evalDir: job.evalDir,
+      target: job.target,
+      count: sampleCount,
+      attack: job.sampleAttack,
+      retry,
+    });
+    samples = s.section;
+    images_.samples = s.images;
+    addTime("samples", s.section.seconds);
+  }
+  if (ck.detection?.flagged_images.length) {
+    const extra = imageBatchFromNpy(images);
+    images_.flagged = new Map(
+      ck.detection.flagged_images.map((f) => [f.index, imageDataUri(extra, f.index)]),
+    );
+  }
+  // Time spent before a resume is in the checkpoint's phases; this adds the current process's.
+  timings.total = round1(
+    Object.entries(timings).filter(([k]) => k !== "total").reduce((a, [, v]) => a + v, 0),
+  );
+  timings.this_process = round1((performance.now() - tStart) / 1000);
+  const truth = isPoison ? intArray(isPoison) : undefined;
+  const data: ReportData = {
+    title: job.title ?? "purifier: purification report",
+    created: new Date().toISOString(),
+    server: job.server,
+    backend: ck.backend,
+    version: ready.version,
+    inputs: {
+      model: job.modelDir,
+      images: job.images,
+      labels: job.labels,
+      ...(job.isPoison ? { is_poison: job.isPoison } : {}),
+      ...(job.evalDir ? { eval: job.evalDir } : {}),
+      ...(job.target !== undefined ? { target: job.target } : {}),
+      ...job.inputs,
+    },
+    settings: {
+      purify: job.params,
+      ...(job.detect ? { detect: job.detect } : {}),
+      ...(job.robust ? { robust: job.robust } : {}),
+      ...(samples ? { samples: { count: sampleCount, attack: samples.attack } } : {}),
+      max_rounds: job.maxRounds,
+    },
+    summary: {
+      rounds: ck.round,
+      done: ck.done,
+      before: ck.points[0],
+      after: ck.points.at(-1),
+      purification_flags: Array.isArray(flagged)
+        ? flagScore(flagged as number[], truth)
+        : { flagged: 0 },
+    },
+    points: ck.points,
+    detection: ck.detection,
+    samples,
+    class_names: await classNamesOf(job),
+    timings,
+    last: ck.lastReport,
   };
   await writeAtomic(
     join(job.out, "report.json"),
-    JSON.stringify(
-      { summary, settings: job.params, points: ck.points, last: ck.lastReport },
-      null,
-      2,
-    ),
+    JSON.stringify(data, null, 2),
   );
-  await writeAtomic(
-    join(job.out, "report.html"),
-    reportHtml({
-      title: "purifier: purification report",
-      settings: { server: job.server, model: job.modelDir, images: job.images, ...job.params },
-      summary: {
-        rounds: ck.round,
-        done: ck.done,
-        flagged: Array.isArray(flagged) ? flagged.length : "?",
-        ...(ck.points.length ? { before: ck.points[0], after: ck.points.at(-1) } : {}),
-      },
-      points: ck.points,
-    }),
-  );
+  const reportPath = join(job.out, "report.html");
+  await writeAtomic(reportPath, reportHtml(data, images_));
   return {
     rounds: ck.round,
     done: ck.done,
     points: ck.points,
     finalReport: ck.lastReport,
     outDir: job.out,
+    report: data,
+    reportPath,
   };
+}
+
+function round1(v: number): number {
+  return Math.round(v * 10) / 10;
 }
 
 function fmtPct(v: number | undefined): string {
@@ -242,6 +427,10 @@ if (import.meta.main) {
       eval: { type: "string" },
       target: { type: "string" },
       robust: { type: "string" },
+      detect: { type: "string" },
+      "is-poison": { type: "string" },
+      samples: { type: "string" },
+      title: { type: "string" },
       token: { type: "string", default: Deno.env.get("API_TOKEN") },
       "max-rounds": { type: "string", default: "1000" },
       "no-resume": { type: "boolean", default: false },
@@ -251,7 +440,7 @@ if (import.meta.main) {
     console.error(
       "usage: deno task purify --server URL --model DIR --images x.npy --labels y.npy --out DIR " +
         "[--schedule default|published|FILE.json] [--params JSON] [--eval DIR [--target N] " +
-        "[--robust JSON]]",
+        "[--robust JSON]] [--detect JSON [--is-poison FILE]] [--samples N] [--title TEXT]",
     );
     Deno.exit(2);
   }
@@ -271,6 +460,10 @@ if (import.meta.main) {
     evalDir: a.eval,
     target: a.target === undefined ? undefined : Number(a.target),
     robust: a.robust ? JSON.parse(a.robust) : undefined,
+    detect: a.detect ? JSON.parse(a.detect) : undefined,
+    isPoison: a["is-poison"],
+    samples: a.samples === undefined ? undefined : Number(a.samples),
+    title: a.title,
     token: a.token,
     maxRounds: Number(a["max-rounds"]),
     resume: !a["no-resume"],
@@ -281,6 +474,7 @@ if (import.meta.main) {
       done: out.done,
       last: out.points.at(-1),
       out: out.outDir,
+      report: out.reportPath,
     }),
   );
 }

@@ -1,17 +1,28 @@
 /**
- * A self-contained HTML report (inline SVG, no scripts, no network fetches) of a purification run:
- * clean accuracy, attack success rate and robust accuracy per round, plus the run's settings.
+ * The self-contained HTML report of a purification run: one file, no scripts, and a
+ * Content-Security-Policy that forbids every fetch except inline `data:` images, so it opens the
+ * same offline, in a mail attachment or behind a strict proxy. Charts are inline SVG; images are
+ * PNG data URIs. Every value that came from outside (class names, paths, params, server text) is
+ * escaped.
  */
-export interface RoundPoint {
-  round: number;
-  stage?: number | string;
-  clean_accuracy?: number;
-  attack_success_rate?: number;
-  robust_accuracy?: number;
-}
+import { dataTable, escapeHtml, keyValueTable, pct } from "./html.ts";
+import type { ReportData, RoundPoint, SampleItem, SamplePrediction } from "./report_data.ts";
+import { type ChartSeries, lineChartSvg } from "./svg_chart.ts";
 
-const esc = (s: string) =>
-  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+export type { RoundPoint } from "./report_data.ts";
+
+/** Image data URIs the page embeds, by what they show. */
+export interface ReportImages {
+  /** Extra-set index → data URI of a flagged image. */
+  flagged?: Map<number, string>;
+  /** Per sample column (same order as `samples.items`). */
+  samples?: {
+    clean: string[];
+    triggered: (string | undefined)[];
+    adversarialBefore: (string | undefined)[];
+    adversarialAfter: (string | undefined)[];
+  };
+}
 
 const SERIES: [keyof RoundPoint, string, string][] = [
   ["clean_accuracy", "clean accuracy", "#1f77b4"],
@@ -21,74 +32,244 @@ const SERIES: [keyof RoundPoint, string, string][] = [
 
 /** A line chart of the three figures (0-1) against the round number, as an SVG string. */
 export function chartSvg(points: RoundPoint[]): string {
-  const W = 640, H = 300, L = 50, R = 160, T = 20, B = 40;
-  const maxRound = Math.max(1, ...points.map((p) => p.round));
-  const x = (r: number) => L + (r / maxRound) * (W - L - R);
-  const y = (v: number) => T + (1 - v) * (H - T - B);
-  const parts: string[] = [];
-  for (let v = 0; v <= 1.0001; v += 0.25) {
-    parts.push(
-      `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`,
-      `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${
-        (v * 100).toFixed(0)
-      }%</text>`,
-    );
-  }
-  parts.push(
-    `<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle" font-size="12">round</text>`,
-  );
-  SERIES.forEach(([key, label, color], i) => {
-    const pts = points.filter((p) => typeof p[key] === "number");
-    if (pts.length === 0) return;
-    const d = pts.map((p, j) => `${j ? "L" : "M"}${x(p.round)},${y(p[key] as number)}`).join("");
-    parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`);
-    for (const p of pts) {
-      parts.push(
-        `<circle cx="${x(p.round)}" cy="${y(p[key] as number)}" r="3" fill="${color}"><title>${
-          esc(label)
-        } round ${p.round}: ${((p[key] as number) * 100).toFixed(1)}%</title></circle>`,
-      );
-    }
-    parts.push(
-      `<rect x="${W - R + 10}" y="${T + i * 20}" width="12" height="12" fill="${color}"/>`,
-      `<text x="${W - R + 28}" y="${T + i * 20 + 10}" font-size="12">${esc(label)}</text>`,
-    );
+  const series: ChartSeries[] = SERIES.map(([key, label, color]) => ({
+    label,
+    color,
+    points: points.map((p) => ({ x: p.round, y: typeof p[key] === "number" ? p[key] : NaN })),
+  }));
+  const maxRound = Math.max(1, ...points.map((p) => p.round).filter(Number.isFinite));
+  return lineChartSvg(series, {
+    id: "chart-rounds",
+    title: "clean accuracy, attack success rate and robust accuracy per round",
+    xLabel: "round (0 = infected model)",
+    yDomain: [0, 1],
+    xDomain: [0, maxRound],
+    yPercent: true,
+    xIntegers: true,
   });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="figures per round">${
-    parts.join("")
-  }</svg>`;
 }
 
-/** The whole page. `settings` and `summary` are shown as tables of their top-level fields. */
-export function reportHtml(opts: {
-  title: string;
-  settings: Record<string, unknown>;
-  summary: Record<string, unknown>;
-  points: RoundPoint[];
-}): string {
-  const table = (o: Record<string, unknown>) =>
-    `<table>${
-      Object.entries(o).map(([k, v]) =>
-        `<tr><th>${esc(k)}</th><td>${
-          esc(typeof v === "object" ? JSON.stringify(v) : String(v))
-        }</td></tr>`
-      ).join("")
-    }</table>`;
-  const rows = opts.points.map((p) =>
-    `<tr><td>${p.round}</td><td>${esc(String(p.stage ?? ""))}</td>${
-      SERIES.map(([k]) =>
-        `<td>${typeof p[k] === "number" ? ((p[k] as number) * 100).toFixed(1) + "%" : "—"}</td>`
-      ).join("")
-    }</tr>`
-  ).join("");
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${
-    esc(opts.title)
-  }</title><style>body{font:14px/1.4 system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}</style></head><body>
-<h1>${esc(opts.title)}</h1><h2>Summary</h2>${table(opts.summary)}
-<h2>Per round</h2>${chartSvg(opts.points)}
-<table id="rounds"><tr><th>round</th><th>stage</th>${
-    SERIES.map(([, l]) => `<th>${esc(l)}</th>`).join("")
-  }</tr>${rows}</table>
-<h2>Settings</h2>${table(opts.settings)}</body></html>`;
+/** The ROC curve of the detection step, with the chance diagonal. */
+export function rocSvg(roc: { fpr: number; tpr: number }[], auroc?: number): string {
+  return lineChartSvg([{
+    label: typeof auroc === "number" && Number.isFinite(auroc)
+      ? `ROC (AUROC ${auroc.toFixed(3)})`
+      : "ROC",
+    color: "#9467bd",
+    points: roc.map((p) => ({ x: p.fpr, y: p.tpr })),
+  }], {
+    id: "chart-roc",
+    title: "detection ROC curve: true positive rate against false positive rate",
+    xLabel: "false positive rate",
+    yLabel: "true positive rate",
+    xDomain: [0, 1],
+    yDomain: [0, 1],
+    xPercent: true,
+    yPercent: true,
+    diagonal: true,
+    width: 520,
+    height: 360,
+  });
+}
+
+function className(names: string[] | undefined, c: number | undefined): string {
+  if (c === undefined || c === null || !Number.isFinite(c)) return "—";
+  const name = names?.[c];
+  return name ? `${c} ${name}` : String(c);
+}
+
+function img(uri: string | undefined, alt: string): string {
+  // Only our own PNG data URIs are embedded; anything else would be a fetch.
+  if (!uri || !uri.startsWith("data:image/png;base64,")) return "";
+  return `<img src="${escapeHtml(uri)}" alt="${escapeHtml(alt)}">`;
+}
+
+function predLine(
+  names: string[] | undefined,
+  which: string,
+  pred: number | undefined,
+  ok: number | undefined,
+): string {
+  if (pred === undefined) return "";
+  const cls = ok === undefined ? "" : pred === ok ? ' class="ok"' : ' class="bad"';
+  return `<div${cls}>${escapeHtml(which)}: ${escapeHtml(className(names, pred))}</div>`;
+}
+
+function sampleCell(
+  names: string[] | undefined,
+  p: SamplePrediction | undefined,
+  truth: number,
+  images: [string | undefined, string][],
+): { html: string } {
+  if (!p) return { html: "—" };
+  return {
+    html: `<div class="cell">${images.map(([u, alt]) => img(u, alt)).join("")}${
+      predLine(names, "before", p.before, truth)
+    }${predLine(names, "after", p.after, truth)}</div>`,
+  };
+}
+
+function samplesTable(data: ReportData, images: ReportImages): string {
+  const s = data.samples;
+  if (!s || s.items.length === 0) return "<p>No sample images (the run had no test set).</p>";
+  const names = data.class_names;
+  const im = images.samples;
+  const head = [
+    "",
+    ...s.items.map((it: SampleItem) => `#${it.index}: ${className(names, it.label)}`),
+  ];
+  const rows: (string | { html: string })[][] = [
+    [
+      "clean",
+      ...s.items.map((it, i) =>
+        sampleCell(names, it.clean, it.label, [[im?.clean[i], `clean test image ${it.index}`]])
+      ),
+    ],
+    [
+      "triggered",
+      ...s.items.map((it, i) =>
+        sampleCell(names, it.triggered, it.label, [[
+          im?.triggered[i],
+          `test image ${it.index} with the trigger`,
+        ]])
+      ),
+    ],
+    [
+      "adversarial (PGD vs each model)",
+      ...s.items.map((it, i) =>
+        sampleCell(names, it.adversarial, it.label, [
+          [im?.adversarialBefore[i], `PGD example of ${it.index} against the infected model`],
+          [im?.adversarialAfter[i], `PGD example of ${it.index} against the purified model`],
+        ])
+      ),
+    ],
+  ];
+  return `<p>Predictions of the infected model (before) and the purified model (after); green is
+the true class. Adversarial images: PGD against the infected model (left) and against the purified
+model (right), settings ${escapeHtml(JSON.stringify(s.attack))}.</p>${
+    dataTable(head, rows, "samples")
+  }`;
+}
+
+function detectionSection(data: ReportData, images: ReportImages): string {
+  const d = data.detection;
+  if (!d) return "<p>No detection step was run.</p>";
+  const m = d.metrics ?? {};
+  const figures = keyValueTable({
+    method: d.method,
+    images: d.n,
+    flagged: d.flagged,
+    "suspected target": className(data.class_names, d.suspected_target ?? undefined),
+    precision: pct(m.precision),
+    recall: pct(m.recall),
+    F1: pct(m.f1),
+    AUROC: typeof m.auroc === "number" ? m.auroc.toFixed(3) : "—",
+    "seconds": d.seconds.toFixed(1),
+  }, "detection");
+  const roc = d.roc.length
+    ? rocSvg(d.roc, m.auroc)
+    : `<p>No ROC curve: it needs ground truth (<code>is_poison</code>) with both clean and
+poisoned images.</p>${rocSvg([], undefined)}`;
+  const cards = d.flagged_images.map((f) => {
+    const truth = f.poisoned === undefined
+      ? ""
+      : f.poisoned
+      ? '<div class="bad">poisoned</div>'
+      : '<div class="ok">clean</div>';
+    return `<figure class="flag">${img(images.flagged?.get(f.index), `extra image ${f.index}`)}
+<figcaption>#${f.index} · ${escapeHtml(className(data.class_names, f.label))}<br>score ${
+      escapeHtml(Number.isFinite(f.score) ? f.score.toPrecision(3) : "—")
+    }${truth}</figcaption></figure>`;
+  }).join("");
+  return `${figures}<div class="row">${roc}</div>
+<h3>Flagged images (${d.flagged_images.length} of ${d.flagged}, highest score first)</h3>
+<div id="flagged" class="grid">${cards || "<p>Nothing was flagged.</p>"}</div>`;
+}
+
+function summaryTable(data: ReportData): string {
+  const b = data.summary.before ?? {} as Partial<RoundPoint>;
+  const a = data.summary.after ?? {} as Partial<RoundPoint>;
+  const m = data.detection?.metrics ?? {};
+  const pf = data.summary.purification_flags as {
+    flagged: number;
+    precision?: number | null;
+    recall?: number | null;
+  };
+  return dataTable(["figure", "before (infected)", "after (purified)"], [
+    ["clean accuracy", pct(b.clean_accuracy), pct(a.clean_accuracy)],
+    ["attack success rate", pct(b.attack_success_rate), pct(a.attack_success_rate)],
+    ["robust accuracy", pct(b.robust_accuracy), pct(a.robust_accuracy)],
+    [
+      "detection precision / recall / AUROC",
+      data.detection
+        ? `${pct(m.precision)} / ${pct(m.recall)} / ${
+          typeof m.auroc === "number" ? m.auroc.toFixed(3) : "—"
+        }`
+        : "—",
+      `purification flagged ${pf.flagged}` +
+      (pf.precision !== undefined
+        ? ` (precision ${pct(pf.precision)}, recall ${pct(pf.recall)})`
+        : ""),
+    ],
+  ], "summary");
+}
+
+function roundsTable(points: RoundPoint[]): string {
+  return dataTable(
+    ["round", "stage", ...SERIES.map(([, l]) => l), "round s", "eval s"],
+    points.map((p) => [
+      p.round,
+      String(p.stage ?? ""),
+      ...SERIES.map(([k]) => pct(p[k])),
+      typeof p.seconds === "number" ? p.seconds.toFixed(1) : "—",
+      typeof p.eval_seconds === "number" ? p.eval_seconds.toFixed(1) : "—",
+    ]),
+    "rounds",
+  );
+}
+
+const CSS =
+  `body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f4}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+img{image-rendering:pixelated;width:56px;height:56px;margin:2px;border:1px solid #ccc}
+.grid{display:flex;flex-wrap:wrap;gap:6px}.flag{margin:0;text-align:center;font-size:11px;width:92px}
+.ok{color:#1a7f37}.bad{color:#c62828}.cell{font-size:12px}.row{display:flex;flex-wrap:wrap;gap:1em}
+code{background:#f4f4f4;padding:0 3px}`;
+
+/**
+ * The whole page. Sections: summary (before/after), figures per round (chart and table),
+ * detection (figures, ROC curve, flagged images), sample images, timings and backend, inputs and
+ * settings.
+ */
+export function reportHtml(data: ReportData, images: ReportImages = {}): string {
+  const csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(data.title)}</title><style>${CSS}</style></head><body>
+<h1>${escapeHtml(data.title)}</h1>
+<p>${escapeHtml(data.created)} · server ${escapeHtml(data.server)} · backend ${
+    escapeHtml(data.backend ?? "unknown")
+  }${
+    data.version ? ` · purifier ${escapeHtml(data.version)}` : ""
+  } · ${data.summary.rounds} rounds${
+    data.summary.done ? " (schedule done)" : " (schedule not finished)"
+  }</p>
+<h2 id="s-summary">Before and after</h2>${summaryTable(data)}
+<h2 id="s-rounds">Per round</h2>${chartSvg(data.points)}${roundsTable(data.points)}
+<h2 id="s-detection">Poisoned-image detection</h2>${detectionSection(data, images)}
+<h2 id="s-samples">Sample images</h2>${samplesTable(data, images)}
+<h2 id="s-timings">Timings and backend</h2>${
+    keyValueTable({
+      backend: data.backend ?? "unknown",
+      ...Object.fromEntries(
+        Object.entries(data.timings).map(([k, v]) => [`${k} (s)`, v.toFixed(1)]),
+      ),
+    }, "timings")
+  }
+<h2 id="s-inputs">Inputs</h2>${keyValueTable(data.inputs, "inputs")}
+<h2 id="s-settings">Settings</h2>${keyValueTable(data.settings, "settings")}
+</body></html>
+`;
 }

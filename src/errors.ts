@@ -5,7 +5,7 @@
  */
 export class HttpError extends Error {
   constructor(
-    readonly status: 400 | 401 | 404 | 405 | 413 | 415 | 422 | 429 | 503 | 504,
+    readonly status: 400 | 401 | 404 | 405 | 413 | 415 | 422 | 429 | 499 | 503 | 504,
     readonly code: string,
     message: string,
     readonly details?: unknown,
@@ -91,6 +91,17 @@ export class TimeBudgetExceededError extends HttpError {
     super(504, "time_budget_exceeded", `the request exceeded its time budget of ${budgetMs} ms`, {
       budgetMs,
     });
+  }
+}
+
+/**
+ * The client closed the connection before the answer was ready; its work was stopped. Nobody reads
+ * the reply: 499 (nginx's "client closed request") keeps these apart from errors in logs and
+ * metrics.
+ */
+export class ClientClosedRequestError extends HttpError {
+  constructor() {
+    super(499, "client_closed_request", "the client closed the connection; the work was stopped");
   }
 }
 

@@ -18,6 +18,7 @@ import { deriveSeed, randomStart } from "./random_start.ts";
 import { type AttackResult, type BaseAttackOptions, DEFAULT_EPS, type Norm } from "./types.ts";
 import { checkAttackOptions } from "./validate.ts";
 import { UnprocessableError } from "../errors.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface ApgdOptions extends BaseAttackOptions {
   /** Default `"linf"`. */
@@ -243,7 +244,7 @@ async function apgdRun(
     for (let k = 0; k + 1 < p.steps; k++) {
       const st = s;
       if (stop && !(await stop.proceed(tf.tidy(() => tf.logicalNot(tf.all(st.everHit)))))) break;
-      p.signal?.throwIfAborted();
+      await yieldPoint(p.signal);
       const i = k + 1;
       const window = checkpoints.has(i) ? i - lastCheckpoint : 0;
       if (window > 0) lastCheckpoint = i;

@@ -11,6 +11,7 @@ import { makeOracle } from "./oracle.ts";
 import { projectLinf } from "./projection.ts";
 import { type AttackResult, type BaseAttackOptions, DEFAULT_EPS } from "./types.ts";
 import { checkAttackOptions } from "./validate.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface MifgsmOptions extends BaseAttackOptions {
   /** Iterations T. Default 10. */
@@ -58,7 +59,7 @@ export async function mifgsm(
   let queries = 0;
   try {
     for (let t = 0; t < steps; t++) {
-      options.signal?.throwIfAborted();
+      await yieldPoint(options.signal);
       const [cur, mom, act] = [adv, g, active];
       const next = tf.tidy(() => {
         const { logits, grad } = oracle.evaluate(cur);

@@ -15,6 +15,7 @@ import { project } from "./projection.ts";
 import { deriveSeed, randomStart } from "./random_start.ts";
 import { checkAttackOptions } from "./validate.ts";
 import { type AttackResult, type BaseAttackOptions, DEFAULT_EPS, type Norm } from "./types.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface PgdOptions extends BaseAttackOptions {
   /** Default `"linf"`. */
@@ -122,7 +123,7 @@ async function pgdRun(
   let queries = 0;
   try {
     for (let t = 0; t < p.steps; t++) {
-      p.signal?.throwIfAborted();
+      await yieldPoint(p.signal);
       const cur = adv;
       const act = active;
       const next = tf.tidy(() => {

@@ -14,6 +14,7 @@ import { type AttackParams, estimateCost } from "./options.ts";
 import { pgd } from "./pgd.ts";
 import { deriveSeed } from "./random_start.ts";
 import type { AttackResult, AttackTarget } from "./types.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface RunAttackOptions {
   /** Checked between batches (and by the attacks between steps); its reason is rethrown. */
@@ -91,7 +92,7 @@ export async function runAttack(
   let queries = 0;
 
   for (let start = 0, b = 0; start < n; start += params.batch_size, b++) {
-    if (opts.signal?.aborted) throw opts.signal.reason;
+    await yieldPoint(opts.signal);
     const m = Math.min(params.batch_size, n - start);
     const x = tf.tensor4d(images.data.subarray(start * per, (start + m) * per), [m, h, w, c]);
     const y = tf.tensor1d(labels.subarray(start, start + m), "int32");

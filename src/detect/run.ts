@@ -7,14 +7,14 @@ import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } fro
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { activationClustering } from "./activation_clustering.ts";
-import type { DetectMethod, DetectParams, PudOptions } from "./options.ts";
+import type { DetectMethod, DetectParams } from "./options.ts";
 import { type DetectionMetrics, detectionMetrics, rocCurve, type RocPoint } from "./roc.ts";
 import { estimatePudCost, pud } from "./pud.ts";
 import { spectral } from "./spectral.ts";
 import { spectre } from "./spectre.ts";
 import { strip } from "./strip.ts";
 import type { FlagRule } from "./thresholds.ts";
-import type { DetectContext, Detector, DetectResult } from "./types.ts";
+import type { DetectContext, DetectResult } from "./types.ts";
 
 export interface RunDetectOptions {
   /** Checked between batches; its reason is rethrown. */

@@ -1,25 +1,35 @@
 /**
  * The per-request time budget. Each request gets an `AbortSignal` that fires when the client
- * disconnects or the budget runs out; compute code checks it between batches, and the response
- * is a 504 as soon as the budget is spent.
+ * disconnects or the budget runs out; compute code checks it between steps (`yieldPoint`), and
+ * the response is a 504 as soon as the budget is spent. The signal's reason is the named error
+ * (504 for the budget, 499 for a client that hung up), so work stopped by it ends in `onError` as
+ * that status, not as an unexpected 500.
  */
 import type { MiddlewareHandler } from "hono";
-import { TimeBudgetExceededError } from "../errors.ts";
+import { ClientClosedRequestError, TimeBudgetExceededError } from "../errors.ts";
 import type { AppEnv } from "./env.ts";
 
 export function deadline(budgetMs: number): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const timeout = AbortSignal.timeout(budgetMs);
-    const signal = AbortSignal.any([c.req.raw.signal, timeout]);
-    c.set("signal", signal);
+    const ctl = new AbortController();
+    const client = c.req.raw.signal;
+    const onClientGone = () => ctl.abort(new ClientClosedRequestError());
+    if (client.aborted) onClientGone();
+    else client.addEventListener("abort", onClientGone, { once: true });
+    c.set("signal", ctl.signal);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeBudgetExceededError(budgetMs)), budgetMs);
+      timer = setTimeout(() => {
+        const err = new TimeBudgetExceededError(budgetMs);
+        ctl.abort(err);
+        reject(err);
+      }, budgetMs);
     });
     try {
       await Promise.race([next(), expired]);
     } finally {
       clearTimeout(timer);
+      client.removeEventListener("abort", onClientGone);
     }
   };
 }

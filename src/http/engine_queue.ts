@@ -22,6 +22,8 @@ export class EngineQueue {
 
   /** Runs `job` when the engine is free; rejects with 503 when the queue is full. */
   async run<T>(job: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // A client that left while its body was read never takes a place in the queue.
+    signal?.throwIfAborted();
     if (this.#busy) {
       if (this.#waiters.length >= this.maxWaiting) throw new SaturatedError(this.retryAfterS);
       await new Promise<void>((resolve, reject) => {
@@ -38,6 +40,8 @@ export class EngineQueue {
     }
     this.#busy = true;
     try {
+      // Inside the try: a waiter handed the engine must pass it on even when it has been aborted.
+      signal?.throwIfAborted();
       return await job();
     } finally {
       const next = this.#waiters.shift();

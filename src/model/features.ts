@@ -9,6 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import { UnprocessableError } from "../errors.ts";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier, Preprocess } from "./classifier.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface FeatureOptions {
   /** Layer whose output is returned. Default: the input of the last Dense layer. */
@@ -107,7 +108,7 @@ export async function featuresOf(
   let dim = 0;
   let data = new Float32Array(0);
   for (let i = 0; i < n; i += opts.batchSize) {
-    opts.signal?.throwIfAborted();
+    await yieldPoint(opts.signal);
     const m = Math.min(opts.batchSize, n - i);
     const ys = tf.tidy(() => {
       let x: tf.Tensor = tf.tensor4d(images.data.subarray(i * per, (i + m) * per), [m, h, w, c]);

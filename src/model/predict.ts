@@ -5,6 +5,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "./classifier.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface Prediction {
   index: number;
@@ -25,7 +26,7 @@ export async function logitsOf(
   const out = new Float32Array(n * k);
   const per = h * w * c;
   for (let i = 0; i < n; i += batchSize) {
-    signal?.throwIfAborted();
+    await yieldPoint(signal);
     const m = Math.min(batchSize, n - i);
     const z = tf.tidy(() => {
       const x = tf.tensor4d(images.data.subarray(i * per, (i + m) * per), [m, h, w, c]);

@@ -71,6 +71,7 @@ import {
   trainableVariables,
   unflatten,
 } from "./weights.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface RoundContext {
   /** Most units of work this round (the service's MAX_ROUND_STEPS). */
@@ -361,7 +362,7 @@ class Engine {
       await this.#evaluate("before");
     }
     while (this.st.cursor.phase !== "done") {
-      this.ctx.signal?.throwIfAborted();
+      await yieldPoint(this.ctx.signal);
       if (this.#units >= maxSteps) break;
       const key = this.#unitKey();
       const elapsed = performance.now() - start - this.#evalMs;
