@@ -7,8 +7,10 @@
  *
  * Usage:
  *   deno run -A bench/detect_table.ts [--methods spectral,strip,...] [--json] [folder ...]
- * Folders default to /tmp/lab_badnets and /tmp/lab_blend. BACKEND picks the tensor backend
- * (default wasm). `pud` runs only when `src/detect/pud.ts` exists and is asked for.
+ * Folders default to out/lab_badnets and out/lab_blend (make them with `deno task lab -- --attack
+ * badnets --out out/lab_badnets`, and blend). A folder whose extra set holds no poison (a clean
+ * lab run: `--poison-rate 0 --extra-poison-rate 0`) reports the share flagged, the false-positive
+ * rate. BACKEND picks the tensor backend (default wasm).
  *
  * @module
  */
@@ -21,8 +23,8 @@ import { type DetectParams, DetectParamsSchema } from "../src/detect/options.ts"
 import { runDetect } from "../src/detect/run.ts";
 import { type BackendName, initBackend } from "../src/tensor/backend.ts";
 
-const DEFAULT_FOLDERS = ["/tmp/lab_badnets", "/tmp/lab_blend"];
-const DEFAULT_METHODS = ["spectral", "activation-clustering", "strip", "spectre"];
+const DEFAULT_FOLDERS = ["out/lab_badnets", "out/lab_blend"];
+const DEFAULT_METHODS = ["pud", "spectral", "activation-clustering", "strip", "spectre"];
 const LIMITS = {
   maxModelJsonBytes: 64 << 20,
   maxWeightBytes: 1 << 30,
@@ -64,7 +66,9 @@ interface Row {
   recall: number;
   f1: number;
   auroc: number | null;
+  recallAtP90: number | null;
   flagged: number;
+  n: number;
   poisoned: number;
   target: number | null;
   seconds: number;
@@ -104,7 +108,9 @@ async function runFolder(folder: string, methods: string[]): Promise<Row[]> {
         recall: m.recall,
         f1: m.f1,
         auroc: m.auroc,
+        recallAtP90: m.recall_at_precision_90,
         flagged: report.flagged,
+        n: report.n,
         poisoned: m.tp + m.fn,
         target: report.suspected_target,
         seconds: (performance.now() - t0) / 1000,
@@ -119,13 +125,15 @@ async function runFolder(folder: string, methods: string[]): Promise<Row[]> {
 function table(rows: Row[]): string {
   const f = (v: number | null) => (v === null ? "n/a" : v.toFixed(3));
   const lines = [
-    "| attack | method | precision | recall | F1 | AUROC | flagged / poisoned | target | s |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| attack | method | precision | recall | F1 | AUROC | recall at P ≥ 0.9 | flagged / poisoned " +
+    "| flagged share | target | s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     lines.push(
       `| ${r.attack} | ${r.method} | ${f(r.precision)} | ${f(r.recall)} | ${f(r.f1)} | ` +
-        `${f(r.auroc)} | ${r.flagged} / ${r.poisoned} | ${r.target ?? "-"} | ` +
+        `${f(r.auroc)} | ${f(r.recallAtP90)} | ${r.flagged} / ${r.poisoned} | ` +
+        `${f(r.flagged / r.n)} | ${r.target ?? "-"} | ` +
         `${r.seconds.toFixed(1)} |`,
     );
   }

@@ -26,13 +26,18 @@ export interface DetectionMetrics {
   fpr: number;
   /** Area under the ROC curve of the scores; null when only one class is present. */
   auroc: number | null;
+  /**
+   * The best recall of any score threshold whose precision is at least 0.9 (0 when none is);
+   * null when nothing is poisoned. Says what the scores can do, whatever rule flagged.
+   */
+  recall_at_precision_90: number | null;
 }
 
 /** Confusion counts and the rates derived from them (zero-division cases give 0, as sklearn). */
 export function flagMetrics(
   flags: ArrayLike<number>,
   truth: ArrayLike<number>,
-): Omit<DetectionMetrics, "auroc"> {
+): Omit<DetectionMetrics, "auroc" | "recall_at_precision_90"> {
   checkLengths(flags.length, truth.length);
   let tp = 0, fp = 0, fn = 0, tn = 0;
   for (let i = 0; i < flags.length; i++) {
@@ -84,7 +89,39 @@ export function detectionMetrics(
   flags: ArrayLike<number>,
   truth: ArrayLike<number>,
 ): DetectionMetrics {
-  return { ...flagMetrics(flags, truth), auroc: auroc(scores, truth) };
+  return {
+    ...flagMetrics(flags, truth),
+    auroc: auroc(scores, truth),
+    recall_at_precision_90: recallAtPrecision(scores, truth, 0.9),
+  };
+}
+
+/**
+ * The highest recall over score thresholds (flag every image scoring at least t; tied scores
+ * go together) whose precision is at least `minPrecision`; 0 when no threshold reaches it, null
+ * when nothing is poisoned.
+ */
+export function recallAtPrecision(
+  scores: ArrayLike<number>,
+  truth: ArrayLike<number>,
+  minPrecision: number,
+): number | null {
+  checkLengths(scores.length, truth.length);
+  const n = scores.length;
+  let pos = 0;
+  for (let i = 0; i < n; i++) if (truth[i] !== 0) pos++;
+  if (pos === 0) return null;
+  const order = [...Array(n).keys()].sort((a, b) => scores[b] - scores[a]);
+  let tp = 0, best = 0;
+  for (let i = 0; i < n;) {
+    const s = scores[order[i]];
+    while (i < n && scores[order[i]] === s) {
+      if (truth[order[i]] !== 0) tp++;
+      i++;
+    }
+    if (tp / i >= minPrecision) best = Math.max(best, tp / pos);
+  }
+  return best;
 }
 
 /** One operating point: flag every image scoring at least `threshold`. */

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { auroc, detectionMetrics, flagMetrics, rocCurve } from "../../src/detect/roc.ts";
+import {
+  auroc,
+  detectionMetrics,
+  flagMetrics,
+  recallAtPrecision,
+  rocCurve,
+} from "../../src/detect/roc.ts";
 
 Deno.test("auroc() matches a hand-computed value", () => {
   // Pairs (pos, neg): (0.35, 0.1) ✓, (0.35, 0.4) ✗, (0.8, 0.1) ✓, (0.8, 0.4) ✓ → 3/4.
@@ -47,4 +53,19 @@ Deno.test("rocCurve() runs from (0,0) to (1,1) and its trapezoid area equals aur
 
 Deno.test("detectionMetrics() refuses arrays of different lengths", () => {
   assert.throws(() => detectionMetrics([1, 2], [1, 0], [1]), RangeError);
+});
+
+Deno.test("recallAtPrecision() finds the best recall whose precision clears the bar, ties together", () => {
+  // Ranked: P P N P N P → prefixes of precision 1, 1, 2/3, 3/4, 3/5, 2/3.
+  const scores = [6, 5, 4, 3, 2, 1];
+  const truth = [1, 1, 0, 1, 0, 1];
+  assert.equal(recallAtPrecision(scores, truth, 0.9), 2 / 4);
+  assert.equal(recallAtPrecision(scores, truth, 0.75), 3 / 4);
+  assert.equal(recallAtPrecision(scores, truth, 0.7), 3 / 4);
+  assert.equal(recallAtPrecision(scores, truth, 0.65), 1);
+  assert.equal(recallAtPrecision(scores, truth, 0.5), 1);
+  // A tie of one poisoned and one clean image at the top: precision 1/2 until more come.
+  assert.equal(recallAtPrecision([1, 1, 0], [1, 0, 1], 0.9), 0);
+  assert.equal(recallAtPrecision([1, 2], [0, 0], 0.9), null);
+  assert.throws(() => recallAtPrecision([1], [0, 1], 0.9), RangeError);
 });
