@@ -59,7 +59,7 @@ interface Row {
   recall?: number | null;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -67,7 +67,7 @@ async function freePort(): Promise<number> {
 }
 
 async function startServer(): Promise<{ url: string; proc: Deno.ChildProcess }> {
-  const port = await freePort();
+  const port = freePort();
   const proc = new Deno.Command(deno, {
     args: ["task", "start"],
     cwd: root,

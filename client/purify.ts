@@ -323,28 +323,41 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
   const images_: ReportImages = {};
   let samples: SamplesSection | undefined;
   const sampleCount = job.samples ?? 8;
+  // The purified model is saved by now: a report extra that fails costs its section, not the run.
+  const notes: string[] = [];
   if (job.evalDir && sampleCount > 0) {
     say(`samples: ${sampleCount} test images, clean, triggered and adversarial, before and after`);
-    const s = await runSamples({
-      server: job.server,
-      infected,
-      purified: model,
-      evalDir: job.evalDir,
-      target: job.target,
-      count: sampleCount,
-      attack: job.sampleAttack,
-      retry,
-    });
-    samples = s.section;
-    images_.samples = s.images;
-    addTime("samples", s.section.seconds);
+    try {
+      const s = await runSamples({
+        server: job.server,
+        infected,
+        purified: model,
+        evalDir: job.evalDir,
+        target: job.target,
+        count: sampleCount,
+        attack: job.sampleAttack,
+        retry,
+      });
+      samples = s.section;
+      images_.samples = s.images;
+      addTime("samples", s.section.seconds);
+    } catch (e) {
+      notes.push(`sample images left out: ${(e as Error).message}`);
+    }
   }
   if (ck.detection?.flagged_images.length) {
-    const extra = imageBatchFromNpy(images);
-    images_.flagged = new Map(
-      ck.detection.flagged_images.map((f) => [f.index, imageDataUri(extra, f.index)]),
-    );
+    try {
+      const extra = imageBatchFromNpy(images);
+      images_.flagged = new Map(
+        ck.detection.flagged_images.map((f) => [f.index, imageDataUri(extra, f.index)]),
+      );
+    } catch (e) {
+      notes.push(
+        `flagged images not shown (the extra set is not an NHWC .npy): ${(e as Error).message}`,
+      );
+    }
   }
+  for (const n of notes) say(`warning: ${n}`);
   // Time spent before a resume is in the checkpoint's phases; this adds the current process's.
   timings.total = round1(
     Object.entries(timings).filter(([k]) => k !== "total").reduce((a, [, v]) => a + v, 0),
@@ -387,6 +400,7 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     samples,
     class_names: await classNamesOf(job),
     timings,
+    ...(notes.length ? { notes } : {}),
     last: ck.lastReport,
   };
   await writeAtomic(

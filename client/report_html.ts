@@ -145,10 +145,10 @@ function samplesTable(data: ReportData, images: ReportImages): string {
     ],
   ];
   return `<p>Predictions of the infected model (before) and the purified model (after); green is
-the true class. Adversarial images: PGD against the infected model (left) and against the purified
-model (right), settings ${escapeHtml(JSON.stringify(s.attack))}.</p>${
-    dataTable(head, rows, "samples")
-  }`;
+the true class. Adversarial row: the first image is PGD against the infected model (its "before"),
+the second PGD against the purified model (its "after"); settings ${
+    escapeHtml(JSON.stringify(s.attack))
+  }.</p>${dataTable(head, rows, "samples")}`;
 }
 
 function detectionSection(data: ReportData, images: ReportImages): string {
@@ -174,8 +174,8 @@ poisoned images.</p>${rocSvg([], undefined)}`;
     const truth = f.poisoned === undefined
       ? ""
       : f.poisoned
-      ? '<div class="bad">poisoned</div>'
-      : '<div class="ok">clean</div>';
+      ? '<div class="ok">truly poisoned</div>'
+      : '<div class="bad">clean (false alarm)</div>';
     return `<figure class="flag">${img(images.flagged?.get(f.index), `extra image ${f.index}`)}
 <figcaption>#${f.index} · ${escapeHtml(className(data.class_names, f.label))}<br>score ${
       escapeHtml(Number.isFinite(f.score) ? f.score.toPrecision(3) : "—")
@@ -230,7 +230,7 @@ function roundsTable(points: RoundPoint[]): string {
 
 const CSS =
   `body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f4f4f4}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 img{image-rendering:pixelated;width:56px;height:56px;margin:2px;border:1px solid #ccc}
 .grid{display:flex;flex-wrap:wrap;gap:6px}.flag{margin:0;text-align:center;font-size:11px;width:92px}
@@ -256,6 +256,11 @@ export function reportHtml(data: ReportData, images: ReportImages = {}): string 
   } · ${data.summary.rounds} rounds${
     data.summary.done ? " (schedule done)" : " (schedule not finished)"
   }</p>
+${
+    data.notes?.length
+      ? `<ul class="notes">${data.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join("")}</ul>`
+      : ""
+  }
 <h2 id="s-summary">Before and after</h2>${summaryTable(data)}
 <h2 id="s-rounds">Per round</h2>${chartSvg(data.points)}${roundsTable(data.points)}
 <h2 id="s-detection">Poisoned-image detection</h2>${detectionSection(data, images)}
