@@ -31,6 +31,10 @@ import {
 const EvaluateReply = z.object({
   clean_accuracy: z.number().nullable(),
   attack_success_rate: z.number().nullable().optional(),
+  clean_target_rate: z.number().nullable().optional().describe(
+    "share of clean test images of other classes already predicted as the backdoor target " +
+      "(no trigger): the floor of the attack success rate",
+  ),
   robust_accuracy: z.number().nullable().optional(),
   clean: z.unknown(),
   backdoor: z.unknown().optional(),
@@ -176,7 +180,12 @@ export function register(app: Hono<AppEnv>): void {
         });
         return {
           clean_accuracy: report.clean.accuracy,
-          ...(report.backdoor ? { attack_success_rate: report.backdoor.asr } : {}),
+          ...(report.backdoor
+            ? {
+              attack_success_rate: report.backdoor.asr,
+              clean_target_rate: report.backdoor.clean_target_rate ?? null,
+            }
+            : {}),
           ...(report.robust ? { robust_accuracy: report.robust.robust_accuracy } : {}),
           ...report,
           backend: backend.name,

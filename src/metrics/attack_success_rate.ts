@@ -21,6 +21,12 @@ export interface AsrReport {
   total: number;
   /** Per true (source) class, when the source labels are known. */
   per_class?: ClassFigure[];
+  /**
+   * Share of the clean test images of other classes that the model predicts as the target with
+   * no trigger at all: the floor of the ASR (natural confusions, e.g. Fashion-MNIST shirts taken
+   * for T-shirts), reported by `evaluate` when the backdoor has one target.
+   */
+  clean_target_rate?: number | null;
 }
 
 /**

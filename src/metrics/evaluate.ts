@@ -10,7 +10,8 @@ import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { PreprocessSchema } from "../model/preprocess_schema.ts";
 import { type TriggerSpec, TriggerSpecSchema } from "../triggers/trigger.ts";
-import { accuracy, type AccuracyReport } from "./accuracy.ts";
+import { type AccuracyReport, figures, predictClasses } from "./accuracy.ts";
+import { checkLabels } from "./check.ts";
 import {
   type AsrReport,
   attackSuccessRate,
@@ -63,7 +64,12 @@ export async function evaluate(
   const t0 = performance.now();
   const opts = { batchSize: ctx.batchSize, signal: ctx.signal };
   const { images, labels } = input.test;
-  const report: EvaluateReport = { clean: await accuracy(clf, images, labels, opts), ms: 0 };
+  checkLabels(images, labels, clf.numClasses);
+  const pred = await predictClasses(clf, images, opts);
+  const report: EvaluateReport = {
+    clean: figures(pred.map((p, i) => (p === labels[i] ? 1 : 0)), labels, clf.numClasses),
+    ms: 0,
+  };
   const bd = input.backdoor;
   if (bd !== undefined) {
     report.backdoor = "trigger" in bd
@@ -74,6 +80,16 @@ export async function evaluate(
         ...opts,
         sourceLabels: bd.sourceLabels,
       });
+    const target = report.backdoor.target;
+    if (target !== null) {
+      let others = 0, hits = 0;
+      for (let i = 0; i < pred.length; i++) {
+        if (labels[i] === target) continue;
+        others++;
+        if (pred[i] === target) hits++;
+      }
+      report.backdoor.clean_target_rate = others ? hits / others : null;
+    }
   }
   if (input.attack !== undefined) {
     const [x, y] = head(images, labels, input.attack.maxImages ?? images.shape[0]);

@@ -17,7 +17,7 @@ Deno.test("both presets are valid schedules and parse to themselves", () => {
   }
 });
 
-Deno.test("the default schedule keeps its learning rate constant and never re-admits flags", () => {
+Deno.test("the default schedule never decays its rate below 1e-3 and never re-admits flags", () => {
   const s = defaultSchedule();
   assert.equal(s.initial_clean.rule, "outside_suspect");
   for (const st of s.stages) {

@@ -66,6 +66,13 @@ Deno.test("POST /v1/evaluate reports the clean accuracy, ASR and robust accuracy
     assert.equal(body.attack_success_rate, asr.asr);
     assert.ok(body.attack_success_rate > 0.9, "the synthetic backdoor works");
     assert.equal(body.backdoor.per_class[TARGET].value, null, "target class left out");
+    // The floor: clean images of other classes the model already sends to the target.
+    const nonTarget = Array.from(test.labels).filter((y) => y !== TARGET).length;
+    assert.equal(typeof body.clean_target_rate, "number");
+    assert.ok(body.clean_target_rate >= 0 && body.clean_target_rate <= 1);
+    const count = body.clean_target_rate * nonTarget;
+    assert.ok(Math.abs(count - Math.round(count)) < 1e-9, "a count over the non-target images");
+    assert.ok(body.clean_target_rate < body.attack_success_rate);
     assert.equal(body.robust_accuracy, rob.robust_accuracy);
     assert.equal(body.robust.total, n);
     assert.ok(body.robust_accuracy <= body.clean_accuracy + 0.05);
