@@ -24,8 +24,9 @@ const epsilon = z.number().gt(0).lte(0.5).default(0.1).describe(
 );
 const flagRule = z.enum(["auto", "top_fraction", "mad", "fpr"]).default("auto").describe(
   "how scores become flags, within each label class. auto: the method's own rule " +
-    "(spectral: top_fraction; activation-clustering: the suspect cluster of classes judged " +
-    "poisoned; strip and spectre: fpr). top_fraction: the top flag_fraction of each class. " +
+    "(activation-clustering: the suspect cluster of classes judged poisoned; spectral, strip " +
+    "and spectre: fpr, so clean data flags under fpr). top_fraction: the top flag_fraction of " +
+    "each class (spectral's paper rule, 1.5·epsilon; it flags clean classes too). " +
     "mad: robust z-score (score − median)/MAD above mad_cut. fpr: a cut from the clean bulk of " +
     "the score distribution so that clean classes flag under fpr (default auto)",
 );

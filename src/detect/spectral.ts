@@ -27,9 +27,13 @@ export interface SpectralOptions {
   layer?: string;
   /** The normalisation the classifier applies (see `featuresOf`). Default none. */
   preprocess?: Preprocess;
-  /** Expected poison rate ε in (0, 1); the default rule flags the top 1.5·ε of each class. Default 0.1. */
+  /** Expected poison rate ε in (0, 1), read by the paper's rule (top 1.5·ε of each class). Default 0.1. */
   epsilon?: number;
-  /** How scores become flags. Default `{ rule: "top_fraction", fraction: 1.5·epsilon }`. */
+  /**
+   * How scores become flags. Default `{ rule: "fpr", fpr: 0.05 }`: a cut from the clean bulk of
+   * each class, so a clean class flags under 5%. The paper's `{ rule: "top_fraction", fraction:
+   * 1.5·epsilon }` flags 1.5·ε of every class even when nothing is poisoned; ask for it.
+   */
   flagRule?: FlagRule;
   /** Seeds the iterative eigensolver (used above 160 dimensions). Default 0. */
   seed?: number;
@@ -95,11 +99,11 @@ export function spectralScores(
 /**
  * Spectral-signature detection over `images` (NHWC in [0,1]) with their (possibly poisoned)
  * `labels`. Score: squared projection on the class's top singular vector (higher = more
- * suspicious). Default flags: the top 1.5·ε of each class, ε = 0.1.
+ * suspicious). Default flags: the fpr rule at 5% (see {@link SpectralOptions.flagRule}); the
+ * paper's top 1.5·ε of each class on request.
  */
 export const spectral: Detector<SpectralOptions> = async (clf, images, labels, options, ctx) => {
-  const epsilon = options.epsilon ?? 0.1;
-  const rule = options.flagRule ?? { rule: "top_fraction", fraction: Math.min(1, 1.5 * epsilon) };
+  const rule = options.flagRule ?? { rule: "fpr", fpr: 0.05 };
   const f = await featuresOf(clf, images, {
     layer: options.layer,
     batchSize: ctx.batchSize,
