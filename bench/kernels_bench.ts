@@ -47,3 +47,33 @@ Deno.bench("MatMul dense backward: xᵀ·dy (3136x128 · 128x128)", { group: "ma
 Deno.bench("MatMul dense backward: dy·Wᵀ", { group: "matmul" }, async () => {
   await run(() => tf.matMul(g, a.transpose(), false, true));
 });
+
+const x0 = tf.randomUniform([128, 28, 28, 1]) as tf.Tensor4D;
+const w1 = tf.randomUniform([3, 3, 1, 32]) as tf.Tensor4D;
+const scale = tf.randomUniform([1, 1, 1, 32]);
+Deno.bench("Conv2DBackpropInput 128x28x28x32 -> 128x28x28x1 (first layer)", async () => {
+  await run(() => tf.conv2dTranspose(p, w1, [128, 28, 28, 1], 1, "same"));
+});
+Deno.bench("Conv2DBackpropFilter 128x28x28x1 -> 3x3x1x32 (first layer)", async () => {
+  await run(() =>
+    tf.engine().runKernel("Conv2DBackpropFilter", { x: x0, dy: p }, {
+      strides: 1,
+      pad: "same",
+      dataFormat: "NHWC",
+      filterShape: [3, 3, 1, 32],
+    }) as tf.Tensor
+  );
+});
+Deno.bench("Sum 128x28x28x32 over 0,1,2 (bias gradient)", { group: "reduce" }, async () => {
+  await run(() => tf.sum(p, [0, 1, 2]));
+});
+Deno.bench(
+  "Mean 128x28x28x32 over 0,1,2 (batch-norm statistics)",
+  { group: "reduce" },
+  async () => {
+    await run(() => tf.mean(p, [0, 1, 2]));
+  },
+);
+Deno.bench("Tile 1x1x1x32 -> 128x28x28x32 (batch-norm gradient)", async () => {
+  await run(() => tf.tile(scale, [128, 28, 28, 1]));
+});

@@ -10,8 +10,12 @@
  * interleaves the contenders (ours, torch×2, torch×1, rotating the order each repeat); the table
  * reports medians and the ratio of medians, and the load average before and after.
  *
- *   deno run -A bench/side_by_side.ts [--backend wasm] [--threads 2,1] [--reps 9] [--no-torch]
+ *   deno run -A bench/side_by_side.ts [--backend wasm] [--wasm-threads 1] [--threads 2,1]
+ *     [--reps 9] [--no-torch]
  *   BACKEND=webgpu deno run -A bench/side_by_side.ts --reps 1 --no-torch   # any backend name
+ *
+ * `TORCH_PYTHON` names another interpreter, `TORCH_DEVICE=cuda` puts PyTorch on the GPU (for
+ * comparing the webgpu backend on a GPU host).
  */
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
@@ -26,6 +30,7 @@ const { values: args } = parseArgs({
     backend: { type: "string", default: Deno.env.get("BACKEND") ?? "wasm" },
     threads: { type: "string", default: "2,1" },
     reps: { type: "string", default: "9" },
+    "wasm-threads": { type: "string", default: Deno.env.get("WASM_THREADS") ?? "1" },
     "no-torch": { type: "boolean", default: false },
   },
 });
@@ -51,7 +56,7 @@ class TorchServer implements Runner {
 
   static async start(threads: number): Promise<TorchServer> {
     const script = new URL("./torch_workloads.py", import.meta.url).pathname;
-    const child = new Deno.Command("/usr/bin/python3", {
+    const child = new Deno.Command(Deno.env.get("TORCH_PYTHON") ?? "/usr/bin/python3", {
       args: [script, "--serve", String(threads)],
       stdin: "piped",
       stdout: "piped",
@@ -106,7 +111,7 @@ function splitLines(): TransformStream<string, string> {
 
 /** Our side: the service's PGD and SGD code on the chosen backend. */
 async function ours(backend: BackendName): Promise<Runner & { dispose(): void }> {
-  const info = await initBackend(backend);
+  const info = await initBackend(backend, { wasmThreads: Number(args["wasm-threads"]) });
   const model = smallCnn();
   const clf = asClassifier(model);
   const x = tf.randomUniform([BATCH, 28, 28, 1], 0, 1, "float32", 7) as tf.Tensor4D;
@@ -138,7 +143,9 @@ async function ours(backend: BackendName): Promise<Runner & { dispose(): void }>
   await runPgd(2);
   await runTrain();
   return {
-    name: `purifier (${info.name}${info.adapter ? `, ${info.adapter}` : ""})`,
+    name: `purifier (${info.name}${info.adapter ? `, ${info.adapter}` : ""}${
+      info.wasmThreads ? `, ${info.wasmThreads} thr` : ""
+    })`,
     pgd: () => runPgd(STEPS),
     train: runTrain,
     dispose() {
@@ -197,17 +204,22 @@ console.log(
     loadAfter.map((v) => v.toFixed(2)).join(" ")
   }; ${reps} interleaved repeats, medians`,
 );
-console.log(`| workload | ${runners.map((r) => r.name).join(" | ")} | ${
-  torch.map((t) => `ratio vs ${t.name.replace(/^pytorch \S+ /, "torch ")}`).join(" | ")
-} |`);
-console.log(`|---|${runners.map(() => "---").join("|")}|${torch.map(() => "---").join("|")}|`);
-const row = (label: string, v: number[], higherIsBetter: boolean) =>
-  console.log(`| ${label} | ${v.map((x) => x.toFixed(1)).join(" | ")} | ${
-    v.slice(1).map((x) => (higherIsBetter ? v[0] / x : v[0] / x).toFixed(2) + "×").join(" | ")
-  } |`);
-row("PGD-10 image-steps/s", pgdRate, true);
-row("training images/s", trainRate, true);
-row("peak RSS MiB", rss, false);
+const cells = (xs: string[]) => `| ${xs.join(" | ")} |`;
+const ratioNames = torch.map((t) => `ratio vs ${t.name.replace(/^pytorch \S+ /, "torch ")}`);
+console.log(cells(["workload", ...runners.map((r) => r.name), ...ratioNames]));
+console.log(cells(["---", ...runners.map(() => "---"), ...ratioNames.map(() => "---")]));
+/** Ours ÷ each peer: above 1 is faster for rates, and more memory for RSS. */
+const row = (label: string, v: number[]) =>
+  console.log(cells([
+    label,
+    ...v.map((x) => x.toFixed(1)),
+    ...v.slice(1).map((x) => (v[0] / x).toFixed(2) + "×"),
+  ]));
+row("PGD-10 image-steps/s", pgdRate);
+row("training images/s", trainRate);
+row("peak RSS MiB", rss);
 console.log(
   `(per-repeat training images/s range: ${times.map((t) => spread(t.train)).join(", ")})`,
 );
+// Threaded wasm keeps Node-style pthread workers alive; the figures are out, so end here.
+Deno.exit(0);

@@ -10,7 +10,9 @@ Two modes, both run with Debian's interpreter (/usr/bin/python3):
     `pgd` or `train` on stdin runs that workload once and prints `{"seconds": s}`, so that
     bench/side_by_side.ts can interleave it with its own repeats (A B A B ...) on a shared machine;
     `rss` prints the peak RSS in MiB.
+TORCH_DEVICE=cuda runs them on the GPU (timings then wait for the device to finish).
 """
+import os
 import json
 import resource
 import sys
@@ -21,6 +23,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 BATCH, STEPS = 128, 10
+DEVICE = os.environ.get("TORCH_DEVICE", "cpu")
+
+
+def sync():
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def cnn():
@@ -47,9 +55,9 @@ class Workloads:
     def __init__(self, threads):
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        self.model = cnn()
-        self.x = torch.rand(BATCH, 1, 28, 28)
-        self.y = torch.randint(0, 10, (BATCH,))
+        self.model = cnn().to(DEVICE)
+        self.x = torch.rand(BATCH, 1, 28, 28).to(DEVICE)
+        self.y = torch.randint(0, 10, (BATCH,)).to(DEVICE)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9,
                                    weight_decay=5e-4)
 
@@ -57,6 +65,7 @@ class Workloads:
         self.model.eval()
         t0 = time.perf_counter()
         pgd(self.model, self.x, self.y, 8 / 255, 2 / 255, steps)
+        sync()
         return time.perf_counter() - t0
 
     def train(self):
@@ -65,6 +74,7 @@ class Workloads:
         self.opt.zero_grad()
         F.cross_entropy(self.model(self.x), self.y).backward()
         self.opt.step()
+        sync()
         return time.perf_counter() - t0
 
 
@@ -76,7 +86,8 @@ def serve(threads):
     w = Workloads(threads)
     w.pgd(2)
     w.train()
-    print(json.dumps({"ready": f"pytorch {torch.__version__}", "threads": threads}), flush=True)
+    name = f"pytorch {torch.__version__}" + ("" if DEVICE == "cpu" else f" {DEVICE}")
+    print(json.dumps({"ready": name, "threads": threads}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "pgd":

@@ -15,6 +15,12 @@ export const ConfigSchema = z.object({
   BACKEND: z.enum(["webgpu", "wasm", "cpu"]).optional().describe(
     "force a tensor backend; default: webgpu if an adapter exists, else wasm, else cpu",
   ),
+  WASM_THREADS: int(
+    1,
+    1,
+    8,
+    "XNNPACK threads of the wasm backend (tfjs's threaded SIMD build); 1 = single-threaded",
+  ),
   API_TOKEN: z.string().min(16, "API_TOKEN must be at least 16 characters").optional().describe(
     "when set, every /v1 request needs 'Authorization: Bearer <token>'",
   ),

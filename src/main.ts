@@ -7,13 +7,14 @@ import { initBackend } from "./tensor/backend.ts";
 
 try {
   const config = loadConfig();
-  const backend = await initBackend(config.BACKEND);
+  const backend = await initBackend(config.BACKEND, { wasmThreads: config.WASM_THREADS });
   console.log(JSON.stringify({
     ts: new Date().toISOString(),
     level: "info",
     msg: "backend ready",
     backend: backend.name,
     adapter: backend.adapter,
+    wasm_threads: backend.wasmThreads,
     skipped: backend.skipped,
     warmup_ms: backend.warmupMs,
   }));

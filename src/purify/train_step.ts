@@ -72,51 +72,76 @@ export async function trainStep(
 ): Promise<Partial<Record<LossTerm, number>>> {
   const w = stage.losses;
   const used: LossTerm[] = [];
-  const values = tf.tidy(() => {
-    const kept: tf.Scalar[] = [];
-    const { grads } = tf.variableGrads(() => {
-      const terms: [LossTerm, number, tf.Scalar][] = [];
-      const needClean = w.clean > 0 || (w.mean_teacher > 0 && batch.teacherProbs);
-      const zClean = needClean ? clf.logits(batch.x, opts.training) : undefined;
-      if (w.clean > 0) terms.push(["clean", w.clean, meanCe(zClean!, batch.y)]);
-      if (w.adversarial > 0 && batch.xAdv) {
-        terms.push([
-          "adversarial",
-          w.adversarial,
-          meanCe(clf.logits(batch.xAdv, opts.training), batch.y),
-        ]);
-      }
-      if (w.trigger > 0 && batch.xTrig) {
-        terms.push(["trigger", w.trigger, meanCe(clf.logits(batch.xTrig, opts.training), batch.y)]);
-      }
-      if (w.unlearn > 0 && batch.xFlag && batch.yFlag) {
-        const zf = clf.logits(batch.xFlag, opts.training);
-        const mode = stage.unlearn.mode;
-        const u = mode === "complement"
-          ? tf.mean(complementLoss(zf, batch.yFlag))
-          : mode === "relabel"
-          ? tf.mean(crossEntropy(zf, batch.yFlag))
-          : tf.neg(tf.mean(tf.minimum(crossEntropy(zf, batch.yFlag), stage.unlearn.loss_cap)));
-        terms.push(["unlearn", w.unlearn, u as tf.Scalar]);
-      }
-      if (stage.unlearn.anchor_l1 > 0 && opts.reference) {
-        const l1 = tf.addN(vars.map((v, i) => tf.sum(tf.abs(tf.sub(v, opts.reference![i])))));
-        terms.push(["anchor", stage.unlearn.anchor_l1, l1 as tf.Scalar]);
-      }
+  type Term = [LossTerm, number, tf.Scalar];
+  // One group per forward pass. Each group's gradient is taken on its own and the gradients are
+  // summed (the gradient of a sum): a pass's activations are freed before the next pass runs, so
+  // the step's peak memory holds one batch's activations rather than every term's at once.
+  const groups: (() => Term[])[] = [];
+  if (w.clean > 0 || (w.mean_teacher > 0 && batch.teacherProbs)) {
+    groups.push(() => {
+      const terms: Term[] = [];
+      const zClean = clf.logits(batch.x, opts.training);
+      if (w.clean > 0) terms.push(["clean", w.clean, meanCe(zClean, batch.y)]);
       if (w.mean_teacher > 0 && batch.teacherProbs) {
-        const mse = tf.mean(tf.squaredDifference(tf.softmax(zClean!), batch.teacherProbs));
+        const mse = tf.mean(tf.squaredDifference(tf.softmax(zClean), batch.teacherProbs));
         terms.push(["mean_teacher", w.mean_teacher, mse as tf.Scalar]);
       }
-      if (terms.length === 0) return tf.scalar(0);
-      used.length = 0;
-      for (const [name, , t] of terms) {
-        used.push(name);
-        kept.push(tf.keep(t));
-      }
-      return tf.addN(terms.map(([, weight, t]) => tf.mul(t, weight))) as tf.Scalar;
-    }, vars);
+      return terms;
+    });
+  }
+  if (w.adversarial > 0 && batch.xAdv) {
+    groups.push(() => [[
+      "adversarial",
+      w.adversarial,
+      meanCe(clf.logits(batch.xAdv!, opts.training), batch.y),
+    ]]);
+  }
+  if (w.trigger > 0 && batch.xTrig) {
+    groups.push(
+      () => [["trigger", w.trigger, meanCe(clf.logits(batch.xTrig!, opts.training), batch.y)]],
+    );
+  }
+  if (w.unlearn > 0 && batch.xFlag && batch.yFlag) {
+    groups.push(() => {
+      const zf = clf.logits(batch.xFlag!, opts.training);
+      const mode = stage.unlearn.mode;
+      const u = mode === "complement"
+        ? tf.mean(complementLoss(zf, batch.yFlag!))
+        : mode === "relabel"
+        ? tf.mean(crossEntropy(zf, batch.yFlag!))
+        : tf.neg(tf.mean(tf.minimum(crossEntropy(zf, batch.yFlag!), stage.unlearn.loss_cap)));
+      return [["unlearn", w.unlearn, u as tf.Scalar]];
+    });
+  }
+  if (stage.unlearn.anchor_l1 > 0 && opts.reference) {
+    groups.push(() => {
+      const l1 = tf.addN(vars.map((v, i) => tf.sum(tf.abs(tf.sub(v, opts.reference![i])))));
+      return [["anchor", stage.unlearn.anchor_l1, l1 as tf.Scalar]];
+    });
+  }
+  const values = tf.tidy(() => {
+    const kept: tf.Scalar[] = [];
+    const sum: (tf.Tensor | undefined)[] = vars.map(() => undefined);
+    used.length = 0;
+    for (const group of groups) {
+      const { grads } = tf.variableGrads(() => {
+        const terms = group();
+        for (const [name, , t] of terms) {
+          used.push(name);
+          kept.push(tf.keep(t));
+        }
+        return tf.addN(terms.map(([, weight, t]) => tf.mul(t, weight))) as tf.Scalar;
+      }, vars);
+      vars.forEach((v, i) => {
+        const g = grads[v.name];
+        if (g === undefined) return;
+        const prev = sum[i];
+        sum[i] = prev === undefined ? g : tf.add(prev, g);
+        if (prev !== undefined) tf.dispose([prev, g]);
+      });
+    }
     sgd.step(
-      vars.map((v) => grads[v.name] ?? tf.zerosLike(v)),
+      vars.map((v, i) => sum[i] ?? tf.zerosLike(v)),
       stage.lr,
       stage.momentum,
       stage.weight_decay,

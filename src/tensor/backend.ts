@@ -5,11 +5,14 @@
  * first request does not pay for shader compilation or wasm instantiation.
  */
 import * as tf from "@tensorflow/tfjs";
-import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import { getThreadsCount, setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-webgpu";
 import { registerConvGradKernels } from "./conv_grad_kernels.ts";
 import { registerWasmMatMulTranspose } from "./matmul_transpose.ts";
 import { registerWasmMaxPoolGrad } from "./maxpool_grad_kernel.ts";
+import { registerWasmMean, registerWasmSum } from "./sum_kernel.ts";
+import { registerWasmTile } from "./tile_kernel.ts";
+import { prepareWasmThreads } from "./wasm_threads.ts";
 
 export type BackendName = "webgpu" | "wasm" | "cpu";
 export const BACKEND_ORDER: readonly BackendName[] = ["webgpu", "wasm", "cpu"];
@@ -19,11 +22,15 @@ export interface BackendInfo {
   /** What was tried before the chosen one, and why each was passed over. */
   skipped: { name: BackendName; reason: string }[];
   adapter?: string;
+  /** XNNPACK threads of the wasm backend (1 unless `wasmThreads` asked for more and they started). */
+  wasmThreads?: number;
   warmupMs: number;
   tfjsVersion: string;
 }
 
 let wasmPathsSet = false;
+/** The wasm backend's factory, kept so that a failed threaded start can register it afresh. */
+const wasmFactory = tf.findBackendFactory("wasm");
 
 function wasmDir(): string {
   // The .wasm binaries are looked up next to the installed npm package ("nodeModulesDir": "auto").
@@ -49,10 +56,50 @@ async function webgpuAdapter(): Promise<{ name: string; software: boolean } | un
   return { name, software: Boolean(info?.isFallbackAdapter) || SOFTWARE_ADAPTER.test(name) };
 }
 
-async function tryBackend(name: BackendName, forced: boolean): Promise<void> {
+export interface BackendOptions {
+  /**
+   * XNNPACK threads for the wasm backend (threaded SIMD build, see wasm_threads.ts). Default 1:
+   * on a machine whose cores are shared with other processes a second thread measured no faster.
+   */
+  wasmThreads?: number;
+}
+
+async function tryWasmThreaded(threads: number): Promise<string | undefined> {
+  const restore = prepareWasmThreads(threads);
+  try {
+    if (await tf.setBackend("wasm")) {
+      await tf.ready();
+      return undefined;
+    }
+    return "tf.setBackend('wasm') failed with threads";
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  } finally {
+    restore();
+  }
+}
+
+async function tryBackend(
+  name: BackendName,
+  forced: boolean,
+  opts: BackendOptions,
+): Promise<{ wasmThreads?: number; note?: string }> {
   if (name === "wasm" && !wasmPathsSet) {
     setWasmPaths(wasmDir());
     wasmPathsSet = true;
+  }
+  if (name === "wasm" && (opts.wasmThreads ?? 1) > 1) {
+    const failed = await tryWasmThreaded(opts.wasmThreads!);
+    if (!failed) return { wasmThreads: getThreadsCount() };
+    // The single-threaded build still works; say why the threads did not start.
+    tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+    setThreadsCount(1);
+    tf.removeBackend("wasm");
+    tf.registerBackend("wasm", wasmFactory!);
+    const ok = await tf.setBackend("wasm");
+    if (!ok) throw new Error(`tf.setBackend('wasm') failed (threads: ${failed})`);
+    await tf.ready();
+    return { wasmThreads: 1, note: `wasm threads did not start: ${failed}` };
   }
   if (name === "webgpu") {
     const adapter = await webgpuAdapter();
@@ -68,6 +115,7 @@ async function tryBackend(name: BackendName, forced: boolean): Promise<void> {
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tf.setBackend('${name}') failed`);
   await tf.ready();
+  return name === "wasm" ? { wasmThreads: getThreadsCount() } : {};
 }
 
 /** A forward and backward pass through a conv net, so kernels are compiled before requests. */
@@ -86,21 +134,29 @@ async function warm(): Promise<void> {
  * Picks and initialises a backend. `forced` selects one and fails if it cannot start; otherwise
  * the first of {@link BACKEND_ORDER} that starts wins.
  */
-export async function initBackend(forced?: BackendName): Promise<BackendInfo> {
+export async function initBackend(
+  forced?: BackendName,
+  opts: BackendOptions = {},
+): Promise<BackendInfo> {
   registerConvGradKernels("wasm");
   registerConvGradKernels("cpu");
   registerWasmMatMulTranspose();
   registerWasmMaxPoolGrad();
+  registerWasmSum();
+  registerWasmMean();
+  registerWasmTile();
   const skipped: BackendInfo["skipped"] = [];
   const order = forced ? [forced] : BACKEND_ORDER;
   for (const name of order) {
     try {
-      await tryBackend(name, forced !== undefined);
+      const started = await tryBackend(name, forced !== undefined, opts);
+      if (started.note) skipped.push({ name, reason: started.note });
       const t0 = performance.now();
       await warm();
       return {
         name,
         skipped,
+        wasmThreads: started.wasmThreads,
         adapter: name === "webgpu" ? (await webgpuAdapter())?.name : undefined,
         warmupMs: Math.round(performance.now() - t0),
         tfjsVersion: tf.version.tfjs,

@@ -11,6 +11,44 @@ interface WasmBackend {
   typedArrayFromHeap(info: TensorInfo): Float32Array;
 }
 
+/**
+ * The common 2×2, stride-2, unpadded pooling: windows are disjoint, so each gradient is written
+ * (not added) to its window's first maximum, with the channel loop innermost and no per-window
+ * scratch arrays.
+ */
+function maxPoolGrad2x2(
+  x: Float32Array,
+  dy: Float32Array,
+  dx: Float32Array,
+  info: tf.backend_util.Conv2DInfo,
+): void {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: c } = info;
+  const { outHeight: oh, outWidth: ow } = info;
+  const row = w * c;
+  let o = 0;
+  for (let b = 0; b < n; b++) {
+    const xb = b * h * row;
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++, o += c) {
+        const p00 = xb + 2 * i * row + 2 * j * c, p01 = p00 + c, p10 = p00 + row;
+        const p11 = p10 + c;
+        // Selects rather than branches: the comparisons are unpredictable on real activations.
+        for (let k = 0; k < c; k++) {
+          let v = x[p00 + k], off = 0;
+          const a1 = x[p01 + k], c1 = a1 > v;
+          v = c1 ? a1 : v;
+          off = c1 ? c : off;
+          const a2 = x[p10 + k], c2 = a2 > v;
+          v = c2 ? a2 : v;
+          off = c2 ? row : off;
+          off = x[p11 + k] > v ? row + c : off;
+          dx[p00 + k + off] = dy[o + k];
+        }
+      }
+    }
+  }
+}
+
 /** Scatter `dy` to the argmax of each pooling window of NHWC `x`; `dx` must start zeroed. */
 export function maxPoolGradInto(
   x: Float32Array,
@@ -23,6 +61,13 @@ export function maxPoolGradInto(
   const { effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
   const { dilationHeight: dh, dilationWidth: dw } = info;
   const top = info.padInfo.top, left = info.padInfo.left;
+  if (
+    fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 &&
+    2 * oh <= h && 2 * ow <= w
+  ) {
+    maxPoolGrad2x2(x, dy, dx, info);
+    return;
+  }
   const best = new Int32Array(c);
   const bestV = new Float32Array(c);
   let o = 0;

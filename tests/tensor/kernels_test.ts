@@ -1,7 +1,8 @@
 /**
  * The kernels of src/tensor/ against direct reference computations written out as loops here:
- * convolution filter and input gradients (strides, paddings), max-pool gradient, and transposed
- * matrix products — to 1e-4 relative error, on whichever backend the suite runs on.
+ * convolution filter and input gradients (strides, paddings), max-pool gradient, transposed
+ * matrix products, sums and means over leading axes (bias gradients, batch statistics), tiling
+ * and the batch-norm gradient — to 1e-4 relative error, on whichever backend the suite runs on.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
@@ -79,6 +80,9 @@ const CASES: Case[] = [
   { n: 1, h: 9, w: 8, cin: 2, cout: 5, k: [3, 2], stride: [2, 2], pad: "same" },
   { n: 3, h: 8, w: 8, cin: 1, cout: 2, k: [5, 5], stride: [2, 1], pad: "valid" },
   { n: 2, h: 5, w: 5, cin: 4, cout: 3, k: [1, 1], stride: [1, 1], pad: "valid" },
+  // Stride 1 with few input channels takes matMul + col2im, with more the rotated-filter conv.
+  { n: 2, h: 6, w: 5, cin: 1, cout: 3, k: [3, 3], stride: [1, 1], pad: "same" },
+  { n: 2, h: 6, w: 5, cin: 5, cout: 3, k: [3, 3], stride: [1, 1], pad: "same" },
 ];
 
 for (const c of CASES) {
@@ -195,5 +199,129 @@ Deno.test("transposed matrix products equal the plain product of transposed oper
     }
     assertClose(await g2.data() as Float32Array, e2, "matMul(a, bᵀ)");
     tf.dispose([got, want, g2]);
+  });
+});
+
+Deno.test("sums over every axis but the last equal direct loops; other sums are unchanged", async () => {
+  await setupBackend();
+  const [n, h, w, c] = [3, 5, 4, 6];
+  const x = rand(n * h * w * c, 7);
+  await assertNoLeak(async () => {
+    const [lead, keep, mid, last] = tf.tidy(() => {
+      const t = tf.tensor4d(x, [n, h, w, c]);
+      return [tf.sum(t, [0, 1, 2]), tf.sum(t, [2, 0, 1], true), tf.sum(t, [1, 2]), tf.sum(t, -1)];
+    });
+    const want = new Float64Array(c);
+    const wantMid = new Float64Array(n * c);
+    const wantLast = new Float64Array(n * h * w);
+    for (let i = 0; i < x.length; i++) {
+      want[i % c] += x[i];
+      wantMid[Math.floor(i / (h * w * c)) * c + (i % c)] += x[i];
+      wantLast[Math.floor(i / c)] += x[i];
+    }
+    assert.deepEqual(lead.shape, [c]);
+    assert.deepEqual(keep.shape, [1, 1, 1, c]);
+    assertClose(await lead.data() as Float32Array, want, "sum over 0,1,2");
+    assertClose(await keep.data() as Float32Array, want, "sum over 2,0,1 keepDims");
+    assertClose(await mid.data() as Float32Array, wantMid, "sum over 1,2");
+    assertClose(await last.data() as Float32Array, wantLast, "sum over the last axis");
+    tf.dispose([lead, keep, mid, last]);
+  });
+});
+
+Deno.test("tile repeats a tensor along every axis like direct indexing, for floats and ints", async () => {
+  await setupBackend();
+  const cases: [number[], number[]][] = [
+    [[1, 1, 1, 4], [3, 2, 5, 1]],
+    [[2, 3], [2, 3]],
+    [[3], [4]],
+    [[2, 1, 3], [1, 4, 2]],
+    [[2, 2], [1, 1]],
+  ];
+  for (const [shape, reps] of cases) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const x = rand(size, 9);
+    const xi = Int32Array.from({ length: size }, (_, i) => i * 7 - 3);
+    await assertNoLeak(async () => {
+      const [tf32, ti32] = tf.tidy(() => [
+        tf.tile(tf.tensor(x, shape), reps),
+        tf.tile(tf.tensor(xi, shape, "int32"), reps),
+      ]);
+      const outShape = shape.map((d, i) => d * reps[i]);
+      assert.deepEqual(tf32.shape, outShape);
+      const n = outShape.reduce((a, b) => a * b, 1);
+      const want = new Float64Array(n), wantI = new Float64Array(n);
+      for (let o = 0; o < n; o++) {
+        let rem = o, src = 0, stride = 1;
+        const idx: number[] = [];
+        for (let a = outShape.length - 1; a >= 0; a--) {
+          idx[a] = rem % outShape[a];
+          rem = Math.floor(rem / outShape[a]);
+        }
+        for (let a = shape.length - 1; a >= 0; a--) {
+          src += (idx[a] % shape[a]) * stride;
+          stride *= shape[a];
+        }
+        want[o] = x[src];
+        wantI[o] = xi[src];
+      }
+      assertClose(await tf32.data() as Float32Array, want, `tile ${shape} × ${reps}`);
+      assert.deepEqual(Array.from(await ti32.data()), Array.from(wantI), `int tile ${shape}`);
+      tf.dispose([tf32, ti32]);
+    });
+  }
+});
+
+Deno.test("batch-norm gradients (training-mode statistics) match the closed form", async () => {
+  await setupBackend();
+  const [n, h, w, c] = [4, 3, 5, 3];
+  const m = n * h * w;
+  const x = rand(m * c, 11), g = rand(m * c, 12);
+  const gamma = Array.from({ length: c }, (_, k) => 0.5 + k * 0.25);
+  const beta = Array.from({ length: c }, (_, k) => k * 0.1 - 0.1);
+  const eps = 1e-3;
+  await assertNoLeak(async () => {
+    const [dx, dGamma, dBeta, mean] = tf.tidy(() => {
+      const gt = tf.tensor4d(g, [n, h, w, c]);
+      const grads = tf.grads((a: tf.Tensor, s: tf.Tensor, o: tf.Tensor) => {
+        const { mean, variance } = tf.moments(a, [0, 1, 2]);
+        return tf.batchNorm(
+          a as tf.Tensor4D,
+          mean,
+          variance,
+          o as tf.Tensor1D,
+          s as tf.Tensor1D,
+          eps,
+        )
+          .mul(gt).sum();
+      })([tf.tensor4d(x, [n, h, w, c]), tf.tensor1d(gamma), tf.tensor1d(beta)]);
+      return [...grads, tf.mean(tf.tensor4d(x, [n, h, w, c]), [0, 1, 2])];
+    });
+    const wantDx = new Float64Array(m * c);
+    const wantG = new Float64Array(c), wantB = new Float64Array(c), wantMean = new Float64Array(c);
+    for (let k = 0; k < c; k++) {
+      let mu = 0, v = 0;
+      for (let i = 0; i < m; i++) mu += x[i * c + k] / m;
+      for (let i = 0; i < m; i++) v += (x[i * c + k] - mu) ** 2 / m;
+      const inv = 1 / Math.sqrt(v + eps);
+      let sg = 0, sgx = 0;
+      for (let i = 0; i < m; i++) {
+        const xh = (x[i * c + k] - mu) * inv;
+        sg += g[i * c + k];
+        sgx += g[i * c + k] * xh;
+      }
+      wantMean[k] = mu;
+      wantB[k] = sg;
+      wantG[k] = sgx;
+      for (let i = 0; i < m; i++) {
+        const xh = (x[i * c + k] - mu) * inv;
+        wantDx[i * c + k] = gamma[k] * inv * (g[i * c + k] - sg / m - xh * sgx / m);
+      }
+    }
+    assertClose(await dx.data() as Float32Array, wantDx, "dx");
+    assertClose(await dGamma.data() as Float32Array, wantG, "dgamma");
+    assertClose(await dBeta.data() as Float32Array, wantB, "dbeta");
+    assertClose(await mean.data() as Float32Array, wantMean, "mean over 0,1,2");
+    tf.dispose([dx, dGamma, dBeta, mean]);
   });
 });
