@@ -7,14 +7,7 @@ import { AttackParamsSchema } from "../src/attacks/options.ts";
 import { runAttack } from "../src/attacks/run.ts";
 import type { AppEnv } from "../src/http/env.ts";
 import { readForm } from "../src/http/form.ts";
-import {
-  channelsOf,
-  checkImagesFit,
-  loadModel,
-  readBundle,
-  readImages,
-  readLabels,
-} from "../src/http/inputs.ts";
+import { loadModel, PARTS, readBundle, readLabelledImages } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
 import { jsonPart, multipartReply, wantsJson } from "../src/http/reply.ts";
 import { encodeNpy } from "../src/io/npy.ts";
@@ -29,19 +22,9 @@ export const operations: Operation[] = [{
     "Requests whose cost (images × steps × restarts) exceeds MAX_ATTACK_COST are refused (422) " +
     "before any work.",
   parts: [
-    { name: "model", description: "model.json of a TF.js LayersModel", required: true },
-    { name: "weights", description: "weight shards", required: true, multiple: true },
-    {
-      name: "images",
-      description: "one .npy (NHWC) or PNG/JPEG files",
-      required: true,
-      multiple: true,
-    },
-    {
-      name: "labels",
-      description: "true labels: .npy of integers or a JSON array",
-      required: true,
-    },
+    ...PARTS.model(),
+    PARTS.images(),
+    PARTS.labels("true labels: .npy of integers or a JSON array"),
     {
       name: "params",
       description: "attack and options",
@@ -62,12 +45,7 @@ export function register(app: Hono<AppEnv>): void {
     const result = await queue.run(async () => {
       const clf = await loadModel(bundle, params.preprocess);
       try {
-        const images = await readImages(form, config, "images", channelsOf(clf));
-        checkImagesFit(images, clf.inputShape);
-        const labels = (await readLabels(form, "labels", {
-          count: images.shape[0],
-          numClasses: clf.numClasses,
-        }))!;
+        const { images, labels } = await readLabelledImages(form, config, clf);
         return await runAttack(clf, images, labels, params, {
           signal,
           maxCost: config.MAX_ATTACK_COST,

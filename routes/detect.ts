@@ -8,15 +8,7 @@ import { DetectParamsSchema } from "../src/detect/options.ts";
 import { runDetect } from "../src/detect/run.ts";
 import type { AppEnv } from "../src/http/env.ts";
 import { readForm } from "../src/http/form.ts";
-import {
-  channelsOf,
-  checkImagesFit,
-  isNpy,
-  loadModel,
-  readBundle,
-  readImages,
-  readLabels,
-} from "../src/http/inputs.ts";
+import { isNpy, loadModel, PARTS, readBundle, readLabelledImages } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
 import { parseLabels } from "../src/io/labels.ts";
 
@@ -28,19 +20,9 @@ export const operations: Operation[] = [{
     "Methods: pud (Progressive Unified Defense identification), spectral, activation-clustering, " +
     "strip, spectre. Scores are oriented so that higher means more likely poisoned.",
   parts: [
-    { name: "model", description: "model.json of the suspect model", required: true },
-    { name: "weights", description: "weight shards", required: true, multiple: true },
-    {
-      name: "images",
-      description: "one .npy (NHWC) or PNG/JPEG files",
-      required: true,
-      multiple: true,
-    },
-    {
-      name: "labels",
-      description: "labels as given (possibly poisoned): .npy or JSON array",
-      required: true,
-    },
+    ...PARTS.model("model.json of the suspect model"),
+    PARTS.images(),
+    PARTS.labels("labels as given (possibly poisoned): .npy or JSON array"),
     {
       name: "purified_model",
       description: "pud only: model.json of a purified copy (e.g. from /v1/purify/rounds); its " +
@@ -83,11 +65,8 @@ export function register(app: Hono<AppEnv>): void {
           throw e;
         });
       try {
-        const images = await readImages(form, config, "images", channelsOf(clf));
-        checkImagesFit(images, clf.inputShape);
+        const { images, labels } = await readLabelledImages(form, config, clf);
         const n = images.shape[0];
-        const labels =
-          (await readLabels(form, "labels", { count: n, numClasses: clf.numClasses }))!;
         const truth = await form.file("is_poison");
         const isPoison = truth
           ? Uint8Array.from(parseLabels(

@@ -9,11 +9,11 @@ import { CostExceededError, UnprocessableError } from "../src/errors.ts";
 import type { AppEnv } from "../src/http/env.ts";
 import { type Form, readForm } from "../src/http/form.ts";
 import {
-  channelsOf,
-  checkImagesFit,
   loadModel,
+  PARTS,
   readBundle,
-  readImages,
+  readImagesFor,
+  readLabelledImages,
   readLabels,
 } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
@@ -52,15 +52,9 @@ export const operations: Operation[] = [{
     "untargeted L-inf PGD (default 20 steps, eps 8/255); its cost (images × steps × restarts) " +
     "is checked against MAX_ATTACK_COST before any work (422 beyond).",
   parts: [
-    { name: "model", description: "model.json", required: true },
-    { name: "weights", description: "weight shards", required: true, multiple: true },
-    {
-      name: "images",
-      description: "clean test images: one .npy (NHWC) or PNG/JPEG files",
-      required: true,
-      multiple: true,
-    },
-    { name: "labels", description: "their true classes (.npy or JSON array)", required: true },
+    ...PARTS.model(),
+    PARTS.images("clean test images: one .npy (NHWC) or PNG/JPEG files"),
+    PARTS.labels("their true classes (.npy or JSON array)"),
     {
       name: "backdoor_images",
       description: "triggered images (.npy or PNG/JPEG); needs params.backdoor",
@@ -116,8 +110,7 @@ async function readBackdoor(
       "params.backdoor needs either a 'trigger' spec or the 'backdoor_images' part",
     );
   }
-  const images = await readImages(form, config, "backdoor_images", channelsOf(clf));
-  checkImagesFit(images, clf.inputShape);
+  const images = await readImagesFor(form, config, clf, "backdoor_images");
   const expect = { count: images.shape[0], numClasses: k };
   const targets = await readLabels(form, "backdoor_labels", expect, false);
   if (targets !== undefined) {
@@ -155,11 +148,8 @@ export function register(app: Hono<AppEnv>): void {
     const body = await queue.run(async () => {
       const clf = await loadModel(bundle, params.preprocess);
       try {
-        const images = await readImages(form, config, "images", channelsOf(clf));
-        checkImagesFit(images, clf.inputShape);
+        const { images, labels } = await readLabelledImages(form, config, clf);
         const n = images.shape[0];
-        const labels =
-          (await readLabels(form, "labels", { count: n, numClasses: clf.numClasses }))!;
         const attack = attackOptions(params);
         if (attack !== undefined) {
           const cost = Math.min(n, attack.maxImages ?? n) * (attack.steps ?? 20) *

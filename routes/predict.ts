@@ -3,13 +3,7 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../src/http/env.ts";
 import { readForm } from "../src/http/form.ts";
-import {
-  channelsOf,
-  checkImagesFit,
-  loadModel,
-  readBundle,
-  readImages,
-} from "../src/http/inputs.ts";
+import { loadModel, PARTS, readBundle, readImagesFor } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
 import { predict } from "../src/model/predict.ts";
 import { PreprocessSchema } from "../src/model/preprocess_schema.ts";
@@ -38,19 +32,8 @@ export const operations: Operation[] = [{
   path: "/v1/predict",
   summary: "Classify images with a TF.js LayersModel.",
   parts: [
-    { name: "model", description: "model.json of a TF.js LayersModel", required: true },
-    {
-      name: "weights",
-      description: "weight shards, filenames as in the manifest",
-      required: true,
-      multiple: true,
-    },
-    {
-      name: "images",
-      description: "one .npy (NHWC uint8 0-255 or float32 0-1) or PNG/JPEG files",
-      required: true,
-      multiple: true,
-    },
+    ...PARTS.model(),
+    PARTS.images(),
     { name: "params", description: "options", schema: PredictParams },
   ],
   response: PredictResponse,
@@ -67,8 +50,7 @@ export function register(app: Hono<AppEnv>): void {
     const body = await queue.run(async () => {
       const clf = await loadModel(bundle, params.preprocess);
       try {
-        const images = await readImages(form, config, "images", channelsOf(clf));
-        checkImagesFit(images, clf.inputShape);
+        const images = await readImagesFor(form, config, clf);
         const predictions = await predict(clf, images, {
           topK: params.top_k,
           logits: params.logits,

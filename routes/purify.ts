@@ -11,14 +11,7 @@ import { z } from "zod";
 import { MalformedInputError, ValidationError } from "../src/errors.ts";
 import type { AppEnv } from "../src/http/env.ts";
 import { readForm } from "../src/http/form.ts";
-import {
-  channelsOf,
-  checkImagesFit,
-  loadModel,
-  readBundle,
-  readImages,
-  readLabels,
-} from "../src/http/inputs.ts";
+import { loadModel, PARTS, readBundle, readLabelledImages } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
 import { jsonPart, multipartReply } from "../src/http/reply.ts";
 import { parseRoundParams, RoundParamsSchema } from "../src/purify/params.ts";
@@ -49,19 +42,9 @@ export const operations: Operation[] = [
       "MAX_ROUND_MS). A state that was edited, truncated, or belongs to another dataset or " +
       "model is refused with 400/422.",
     parts: [
-      {
-        name: "model",
-        description: "model.json (the previous round's after the first)",
-        required: true,
-      },
-      { name: "weights", description: "weight shards", required: true, multiple: true },
-      {
-        name: "images",
-        description: "the extra set: one .npy (NHWC) or PNG/JPEG files, same in every round",
-        required: true,
-        multiple: true,
-      },
-      { name: "labels", description: "its labels (.npy or JSON array)", required: true },
+      ...PARTS.model("model.json (the previous round's after the first)"),
+      PARTS.images("the extra set: one .npy (NHWC) or PNG/JPEG files, same in every round"),
+      PARTS.labels("its labels (.npy or JSON array)"),
       { name: "state", description: "state.json of the previous round; absent in the first" },
       { name: "params", description: "round params", schema: RoundParamsSchema },
     ],
@@ -96,12 +79,7 @@ export function register(app: Hono<AppEnv>): void {
     const out = await queue.run(async () => {
       const clf = await loadModel(bundle, params.preprocess);
       try {
-        const images = await readImages(form, config, "images", channelsOf(clf));
-        checkImagesFit(images, clf.inputShape);
-        const labels = (await readLabels(form, "labels", {
-          count: images.shape[0],
-          numClasses: clf.numClasses,
-        }))!;
+        const { images, labels } = await readLabelledImages(form, config, clf);
         const result = await runRound(clf, images, labels, params, state, {
           maxSteps: config.MAX_ROUND_STEPS,
           maxMs: config.MAX_ROUND_MS,

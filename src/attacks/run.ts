@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
-import type { ImageBatch } from "../io/images.ts";
+import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { apgd } from "./apgd.ts";
 import { fgsm } from "./fgsm.ts";
@@ -177,26 +177,8 @@ function validate(
   params: AttackParams,
   maxCost: number,
 ): number | Int32Array | undefined {
-  const shape = images.shape;
-  const [n, h, w, c] = shape;
-  const [eh, ew, ec] = clf.inputShape;
-  ensure(
-    shape.length === 4 && h === eh && w === ew && c === ec,
-    () =>
-      new ShapeMismatchError(
-        `images have shape [${shape.join(", ")}]; the model expects [N, ${eh}, ${ew}, ${ec}]`,
-        { images: shape, model: clf.inputShape },
-      ),
-  );
-  ensure(
-    images.data.length === n * h * w * c,
-    () =>
-      new ShapeMismatchError(
-        `images hold ${images.data.length} values; shape [${shape.join(", ")}] needs ${
-          n * h * w * c
-        }`,
-      ),
-  );
+  const n = images.shape[0];
+  checkBatchFits(images, clf.inputShape);
   ensure(n >= 1, () => new UnprocessableError("at least one image is required"));
   const cost = estimateCost(params, n);
   ensure(
@@ -253,19 +235,6 @@ function validate(
               `different from the true class`,
             { index: i },
           ),
-      );
-    }
-  }
-  const per = h * w * c;
-  const data = images.data;
-  for (let j = 0; j < data.length; j++) {
-    const v = data[j];
-    // `!(v >= 0 && v <= 1)` also catches NaN.
-    if (!(v >= 0 && v <= 1)) {
-      const i = Math.floor(j / per);
-      throw new UnprocessableError(
-        `pixel ${j - i * per} of image ${i} is ${v}; pixels must lie in [0,1]`,
-        { index: i },
       );
     }
   }

@@ -4,7 +4,7 @@
  * reports flags per class and, when the ground truth is known, precision, recall, F1 and AUROC.
  */
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
-import type { ImageBatch } from "../io/images.ts";
+import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { activationClustering } from "./activation_clustering.ts";
 import type { DetectMethod, DetectParams } from "./options.ts";
@@ -155,26 +155,8 @@ function validate(
   params: DetectParams,
   opts: RunDetectOptions,
 ): number {
-  const shape = images.shape;
-  const [n, h, w, c] = shape;
-  const [eh, ew, ec] = clf.inputShape;
-  ensure(
-    shape.length === 4 && h === eh && w === ew && c === ec,
-    () =>
-      new ShapeMismatchError(
-        `images have shape [${shape.join(", ")}]; the model expects [N, ${eh}, ${ew}, ${ec}]`,
-        { images: shape, model: clf.inputShape },
-      ),
-  );
-  ensure(
-    images.data.length === n * h * w * c,
-    () =>
-      new ShapeMismatchError(
-        `images hold ${images.data.length} values; shape [${shape.join(", ")}] needs ${
-          n * h * w * c
-        }`,
-      ),
-  );
+  const n = images.shape[0];
+  checkBatchFits(images, clf.inputShape);
   const need = minImages(params);
   ensure(
     n >= need,
@@ -259,19 +241,6 @@ function validate(
           { index: bad },
         ),
     );
-  }
-  const per = h * w * c;
-  const data = images.data;
-  for (let j = 0; j < data.length; j++) {
-    const v = data[j];
-    // `!(v >= 0 && v <= 1)` also catches NaN.
-    if (!(v >= 0 && v <= 1)) {
-      const i = Math.floor(j / per);
-      throw new UnprocessableError(
-        `pixel ${j - i * per} of image ${i} is ${v}; pixels must lie in [0,1]`,
-        { index: i },
-      );
-    }
   }
   return cost;
 }

@@ -12,6 +12,7 @@ import { parseNpy } from "../io/npy.ts";
 import type { Preprocess } from "../model/classifier.ts";
 import { loadClassifier, type LoadedClassifier } from "../model/load_classifier.ts";
 import type { FilePart, Form } from "./form.ts";
+import type { Part } from "./openapi.ts";
 
 const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
 
@@ -96,3 +97,53 @@ export function checkImagesFit(images: ImageBatch, inputShape: [number, number, 
     );
   }
 }
+
+/** Images from `field`, converted to and checked against the classifier's `[H, W, C]`. */
+export async function readImagesFor(
+  form: Form,
+  config: Config,
+  clf: { inputShape: [number, number, number] },
+  field = "images",
+): Promise<ImageBatch> {
+  const images = await readImages(form, config, field, channelsOf(clf));
+  checkImagesFit(images, clf.inputShape);
+  return images;
+}
+
+/** The `images` and `labels` parts, fitted to the classifier: one label per image, each a class. */
+export async function readLabelledImages(
+  form: Form,
+  config: Config,
+  clf: { inputShape: [number, number, number]; numClasses: number },
+): Promise<{ images: ImageBatch; labels: Int32Array }> {
+  const images = await readImagesFor(form, config, clf);
+  const labels = (await readLabels(form, "labels", {
+    count: images.shape[0],
+    numClasses: clf.numClasses,
+  }))!;
+  return { images, labels };
+}
+
+/** OpenAPI descriptions of the parts every compute route shares. */
+export const PARTS = {
+  model: (what = "model.json of a TF.js LayersModel"): Part[] => [
+    { name: "model", description: what, required: true },
+    {
+      name: "weights",
+      description: "weight shards, filenames as in the manifest",
+      required: true,
+      multiple: true,
+    },
+  ],
+  images: (what = "one .npy (NHWC uint8 0-255 or float32 0-1) or PNG/JPEG files"): Part => ({
+    name: "images",
+    description: what,
+    required: true,
+    multiple: true,
+  }),
+  labels: (what = "labels: .npy of integers or a JSON array"): Part => ({
+    name: "labels",
+    description: what,
+    required: true,
+  }),
+} as const;

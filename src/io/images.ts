@@ -548,3 +548,42 @@ function decodeJpegInto(f: ImageFile, h: Header, dst: Float32Array, c: 1 | 3): v
     writePixel(dst, p, c, d[3 * p] / 255, d[3 * p + 1] / 255, d[3 * p + 2] / 255, grey);
   }
 }
+
+/**
+ * Checks a batch built by a library caller (the parsers above already guarantee all of it): rank
+ * 4 with the model's `[H, W, C]`, as many values as the shape says, every pixel in [0,1].
+ *
+ * @throws {ShapeMismatchError} another shape, or a data length that contradicts it.
+ * @throws {UnprocessableError} naming the first pixel outside [0,1] (NaN included).
+ */
+export function checkBatchFits(images: ImageBatch, inputShape: readonly number[]): void {
+  const shape = images.shape;
+  const [n, h, w, c] = shape;
+  const [eh, ew, ec] = inputShape;
+  if (!(shape.length === 4 && h === eh && w === ew && c === ec)) {
+    throw new ShapeMismatchError(
+      `images have shape [${shape.join(", ")}]; the model expects [N, ${eh}, ${ew}, ${ec}]`,
+      { images: shape, model: inputShape },
+    );
+  }
+  if (images.data.length !== n * h * w * c) {
+    throw new ShapeMismatchError(
+      `images hold ${images.data.length} values; shape [${shape.join(", ")}] needs ${
+        n * h * w * c
+      }`,
+    );
+  }
+  const per = h * w * c;
+  const data = images.data;
+  for (let j = 0; j < data.length; j++) {
+    const v = data[j];
+    // `!(v >= 0 && v <= 1)` also catches NaN.
+    if (!(v >= 0 && v <= 1)) {
+      const i = Math.floor(j / per);
+      throw new UnprocessableError(
+        `pixel ${j - i * per} of image ${i} is ${v}; pixels must lie in [0,1]`,
+        { index: i },
+      );
+    }
+  }
+}
