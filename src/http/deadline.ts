@@ -4,6 +4,11 @@
  * the response is a 504 as soon as the budget is spent. The signal's reason is the named error
  * (504 for the budget, 499 for a client that hung up), so work stopped by it ends in `onError` as
  * that status, not as an unexpected 500.
+ *
+ * Limit (Deno 2.9): `Deno.serve` aborts `request.signal` on a disconnect only while it is still
+ * reading the request; once a POST body has been read, a client that hangs up is noticed when the
+ * response is written. Abandoned work then runs to its end or to this budget, whichever is first,
+ * so keep REQUEST_TIMEOUT_MS no longer than the gateway's read timeout.
  */
 import type { MiddlewareHandler } from "hono";
 import { ClientClosedRequestError, TimeBudgetExceededError } from "../errors.ts";

@@ -12,6 +12,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { LimitExceededError, MalformedInputError, UnsupportedModelError } from "../errors.ts";
 import { CONTAINER_LAYERS, isSupportedLayer, SUPPORTED_LAYERS } from "../model/supported_layers.ts";
+import { checkLayerGraph } from "./layer_graph.ts";
 
 /** One uploaded file: a multipart part's filename and body. */
 export interface BundleFile {
@@ -597,6 +598,7 @@ export function parseBundle(
       { unsupported: bad, supported: ok },
     );
   }
+  checkLayerGraph(topology);
   const groups = checkManifest(doc.weightsManifest, limits);
   const shardBytes = matchShards(groups, shards);
   const { specs, data } = decodeWeights(groups, shardBytes);

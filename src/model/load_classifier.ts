@@ -61,26 +61,85 @@ function forEachLayer(
 /** Initializer configs by layer path, so a saved bundle carries the user's, not ours. */
 type InitializerMap = Map<string, Record<string, unknown>>;
 
+/** Weight initializer keys of the supported layers that hold weights. */
+const WEIGHT_INITIALIZERS: Record<string, readonly string[]> = {
+  Conv2D: ["kernel_initializer", "bias_initializer"],
+  Dense: ["kernel_initializer", "bias_initializer"],
+  DepthwiseConv2D: ["depthwise_initializer", "bias_initializer"],
+  SeparableConv2D: ["depthwise_initializer", "pointwise_initializer", "bias_initializer"],
+  BatchNormalization: [
+    "gamma_initializer",
+    "beta_initializer",
+    "moving_mean_initializer",
+    "moving_variance_initializer",
+  ],
+  LayerNormalization: ["gamma_initializer", "beta_initializer"],
+  PReLU: ["alpha_initializer"],
+};
+
+/** Values the load in progress may still allocate (loads run one at a time, see buildModel). */
+let zerosBudget = Infinity;
+
 /**
- * Replaces every `*_initializer` in a copy of the topology with Zeros and returns the originals.
- * Weights are loaded by us after the model is built (see loadModel), so tfjs would otherwise run
- * every random initializer for nothing: about 40 ms per million parameters on wasm.
+ * Zeros that refuse to allocate past {@link zerosBudget}: the manifest fixes how many weight
+ * values a loadable model has, but tfjs allocates whatever the topology's shapes say before it
+ * compares them with the weights, so a 3 KB model.json claiming a 10⁷-pixel input made a 2.5 GB
+ * Dense kernel (found by fuzzing).
+ */
+class BudgetedZeros extends tf.serialization.Serializable {
+  static className = "PurifierBudgetedZeros";
+
+  apply(shape: number[], dtype?: tf.DataType): tf.Tensor {
+    const n = shape.reduce((a, d) => a * d, 1);
+    if (!(n <= zerosBudget)) {
+      throw new UnsupportedModelError(
+        `the topology creates a weight of shape [${shape.join(", ")}], more values than the ` +
+          "weights manifest holds; the topology and the weights do not match",
+      );
+    }
+    zerosBudget -= n;
+    return tf.zeros(shape, dtype);
+  }
+
+  getConfig(): tf.serialization.ConfigDict {
+    return {};
+  }
+}
+tf.serialization.registerClass(BudgetedZeros);
+
+/** Marks an initializer key we added: restoring deletes it again. */
+const ABSENT = Symbol("absent");
+
+/**
+ * Replaces every `*_initializer` in a copy of the topology with {@link BudgetedZeros} (adding
+ * the weight initializers a layer omits, which tfjs would fill with random defaults) and returns
+ * the originals. Weights are loaded by us after the model is built (see loadModel), so tfjs would
+ * otherwise run every random initializer for nothing: about 40 ms per million parameters on wasm.
  */
 function zeroInitializers(topology: JsonObject): { topology: JsonObject; saved: InitializerMap } {
   const copy = structuredClone(topology);
   const saved: InitializerMap = new Map();
+  const zeros = { class_name: BudgetedZeros.className, config: {} };
   forEachLayer(copy, (layer, path) => {
     const config = layer.config;
     if (typeof config !== "object" || config === null || Array.isArray(config)) return;
     const c = config as JsonObject;
+    const originals = saved.get(path) ?? {};
     for (const key of Object.keys(c)) {
       const v = c[key];
       if (!key.endsWith("_initializer") || typeof v !== "object" || v === null) continue;
-      const originals = saved.get(path) ?? {};
       originals[key] = v;
-      saved.set(path, originals);
-      c[key] = { class_name: "Zeros", config: {} };
+      c[key] = zeros;
     }
+    const needed = typeof layer.class_name === "string"
+      ? WEIGHT_INITIALIZERS[layer.class_name] ?? []
+      : [];
+    for (const key of needed) {
+      if (c[key] !== undefined && c[key] !== null) continue;
+      originals[key] = ABSENT;
+      c[key] = zeros;
+    }
+    if (Object.keys(originals).length > 0) saved.set(path, originals);
   });
   return { topology: copy, saved };
 }
@@ -91,7 +150,9 @@ function restoreInitializers(topology: JsonObject, saved: InitializerMap): void 
     const config = layer.config;
     if (originals === undefined || typeof config !== "object" || config === null) return;
     for (const [key, v] of Object.entries(originals)) {
-      if (key in config) (config as JsonObject)[key] = v;
+      if (!(key in config)) continue;
+      if (v === ABSENT) delete (config as JsonObject)[key];
+      else (config as JsonObject)[key] = v;
     }
   });
 }
@@ -107,13 +168,6 @@ function disposeModel(model: tf.LayersModel): void {
   for (const v of vars) if (!v.isDisposed) v.dispose();
 }
 
-/** Every layer name in a topology, nested models included. */
-function layerNames(topology: JsonObject): Set<string> {
-  const names = new Set<string>();
-  forEachLayer(topology, (_, path) => names.add(path.slice(path.lastIndexOf("/") + 1)));
-  return names;
-}
-
 function buildError(err: unknown): UnsupportedModelError {
   const cause = (err instanceof Error ? err.message : String(err)).slice(0, MAX_CAUSE_CHARS);
   return new UnsupportedModelError(
@@ -126,10 +180,15 @@ function buildError(err: unknown): UnsupportedModelError {
  * `tf.loadLayersModel` of a topology (no weights) that leaves nothing behind when it fails: tfjs
  * builds layers, creating their weight variables, before it notices a bad config, and the
  * half-built model is unreachable from the rejected promise. Variables registered after our load
- * handler ran, scoped under one of this topology's layer names, are ours to dispose; loads are
- * queued one at a time so that a concurrent load's variables are never mistaken for ours.
+ * handler ran are ours to dispose (not only those under the topology's layer names: a layer
+ * without a name gets a generated one); loads are queued one at a time, and tensor work runs one
+ * request at a time, so that no other variable is mistaken for ours. Those
+ * variables are returned with the model: layers that are not connected to the outputs get
+ * variables too, but `model.weights` (and so `dispose()`) never sees them.
  */
-async function buildModel(modelTopology: JsonObject): Promise<tf.LayersModel> {
+async function buildModel(
+  modelTopology: JsonObject,
+): Promise<{ model: tf.LayersModel; created: tf.Variable[] }> {
   const inner = tf.io.fromMemory({ modelTopology, format: "layers-model" });
   let before: Set<string> | undefined;
   const handler: tf.io.IOHandler = {
@@ -138,15 +197,17 @@ async function buildModel(modelTopology: JsonObject): Promise<tf.LayersModel> {
       return inner.load!();
     },
   };
+  const createdSince = () => {
+    if (before === undefined) return [];
+    return Object.entries(tf.engine().registeredVariables)
+      .filter(([name]) => !before!.has(name))
+      .map(([, v]) => v);
+  };
   try {
-    return await tf.loadLayersModel(handler);
+    const model = await tf.loadLayersModel(handler);
+    return { model, created: createdSince() };
   } catch (err) {
-    if (before !== undefined) {
-      const ours = layerNames(modelTopology);
-      for (const [name, v] of Object.entries(tf.engine().registeredVariables)) {
-        if (!before.has(name) && ours.has(name.split("/")[0])) v.dispose();
-      }
-    }
+    for (const v of createdSince()) v.dispose();
     throw buildError(err);
   }
 }
@@ -171,9 +232,19 @@ async function loadModel(
     );
   }
   const { topology, saved } = zeroInitializers(artifacts.modelTopology as JsonObject);
-  const load = loadQueue.then(() => buildModel(topology));
+  const load = loadQueue.then(async () => {
+    zerosBudget = need / 4;
+    try {
+      return await buildModel(topology);
+    } finally {
+      zerosBudget = Infinity;
+    }
+  });
   loadQueue = load.catch(() => undefined);
-  const model = await load;
+  const { model, created } = await load;
+  // Variables of layers cut off from the outputs: unused, and invisible to dispose().
+  const used = new Set<unknown>(model.weights.map((w) => w.read()));
+  for (const v of created) if (!used.has(v) && !v.isDisposed) v.dispose();
   try {
     const named = tf.io.decodeWeights(raw, specs);
     try {
@@ -217,6 +288,14 @@ function checkSignature(
     throw new UnsupportedModelError(
       `the model's input shape is ${JSON.stringify(inShapes)}; exactly one input of shape ` +
         "[null, H, W, C] (NHWC images with fixed H, W, C) is supported",
+    );
+  }
+  // tfjs accepts any string as an InputLayer dtype and only fails when data is fed (found by
+  // fuzzing): images are float32.
+  if (model.inputs[0].dtype !== "float32") {
+    throw new UnsupportedModelError(
+      `the model's input dtype is ${JSON.stringify(model.inputs[0].dtype).slice(0, 40)}; ` +
+        "only float32 image inputs are supported",
     );
   }
   const out = outShapes.length === 1 ? outShapes[0] : undefined;
