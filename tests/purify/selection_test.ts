@@ -119,3 +119,33 @@ Deno.test("reselect() with fraction rules keeps the top share clean and flags th
   const r = reselect(rule, u, z0, z, labels, new Uint8Array(n), 2, null);
   assert.deepEqual([...r.membership], [1, 1, 1, 0, 0, 0, 0, 0, 2, 2]);
 });
+
+Deno.test("reselect() with the suspect-drop score flags nobody when no class is suspected", () => {
+  // The same drops that flag four images when class 0 is suspected flag none without a suspect.
+  const labels = Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]);
+  const z0 = new Float32Array(24);
+  const z = new Float32Array(24);
+  for (let i = 0; i < 12; i++) {
+    z0[2 * i + labels[i]] = 10;
+    z[2 * i + labels[i]] = i < 4 ? 1 : 10;
+    z[2 * i + 1] += i < 4 ? 5 : 0;
+  }
+  const rule = RescoreSchema.parse({ score: "suspect_drop", flag: { rule: "split" } });
+  const u = suspicion(rule.score, z0, z, 12, 2, null);
+  const r = reselect(rule, u, z0, z, labels, new Uint8Array(12), 2, null);
+  assert.equal(r.newlyFlagged, 0);
+  assert.equal(r.bimodal, false);
+  assert.ok(r.membership.every((m) => m === CLEAN), "everyone stays in the clean set");
+  const consistency = RescoreSchema.parse({ score: "consistency", flag: { rule: "split" } });
+  const c = reselect(
+    consistency,
+    suspicion("consistency", z0, z, 12, 2, null),
+    z0,
+    z,
+    labels,
+    new Uint8Array(12),
+    2,
+    null,
+  );
+  assert.ok(c.newlyFlagged > 0, "the consistency score still flags without a suspect");
+});
