@@ -1,7 +1,11 @@
 /** Keeping the best point per sample across restarts: a successful one, else the highest loss. */
 import * as tf from "@tensorflow/tfjs";
+import type { Classifier } from "../model/classifier.ts";
 import { readFlag } from "./early_stop.ts";
 import { perImage } from "./norms.ts";
+import { makeOracle, type Oracle } from "./oracle.ts";
+import { deriveSeed, randomStart } from "./random_start.ts";
+import type { AttackResult, BaseAttackOptions, Norm } from "./types.ts";
 
 /** One restart's outcome, per sample. */
 export interface Candidate {
@@ -44,4 +48,44 @@ export function disposeCandidate(c: Candidate | undefined): void {
 /** Whether every sample has succeeded: one host read of a scalar. */
 export function allSucceeded(success: tf.Tensor1D): Promise<boolean> {
   return readFlag(tf.all(success));
+}
+
+/**
+ * Runs an iterative attack `restarts` times from random starts in the `norm` ball of radius
+ * `eps` (or once from `x` without random start), keeping the best point per sample
+ * ({@link keepBest}); with `earlyStop`, stops restarting once every sample has succeeded.
+ * Owns the oracle and every intermediate tensor; the caller owns the returned `adversarial`.
+ */
+export async function bestOfRestarts(
+  clf: Classifier,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  options: BaseAttackOptions,
+  p: { eps: number; norm: Norm; restarts: number; randomStart: boolean; seed: number },
+  earlyStop: boolean,
+  run: (oracle: Oracle, x0: tf.Tensor4D) => Promise<{ candidate: Candidate; queries: number }>,
+): Promise<AttackResult> {
+  const oracle = makeOracle(clf, y, options);
+  let best: Candidate | undefined;
+  let queries = 0;
+  try {
+    const runs = p.randomStart ? p.restarts : 1;
+    for (let r = 0; r < runs; r++) {
+      const x0 = tf.tidy(() =>
+        p.randomStart ? randomStart(x, p.eps, p.norm, deriveSeed(p.seed, r)) : tf.clone(x)
+      );
+      const out = await run(oracle, x0);
+      queries += out.queries;
+      best = keepBest(best, out.candidate);
+      if (earlyStop && r + 1 < runs && await allSucceeded(best.success)) break;
+    }
+    const adv = best!.adv;
+    const outcome = await oracle.outcome(adv);
+    tf.dispose([best!.success, best!.loss]);
+    best = undefined;
+    return { adversarial: adv, ...outcome, queries };
+  } finally {
+    disposeCandidate(best);
+    oracle.dispose();
+  }
 }

@@ -6,13 +6,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Classifier } from "../model/classifier.ts";
-import { allSucceeded, type Candidate, disposeCandidate, keepBest } from "./best_of.ts";
+import { bestOfRestarts, type Candidate } from "./best_of.ts";
 import { EarlyStop } from "./early_stop.ts";
 import { ascentDirection } from "./direction.ts";
 import { perImage } from "./norms.ts";
-import { makeOracle, type Oracle } from "./oracle.ts";
+import type { Oracle } from "./oracle.ts";
 import { project } from "./projection.ts";
-import { deriveSeed, randomStart } from "./random_start.ts";
 import { checkAttackOptions } from "./validate.ts";
 import { type AttackResult, type BaseAttackOptions, DEFAULT_EPS, type Norm } from "./types.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
@@ -84,29 +83,15 @@ export async function pgd(
   checkAttackOptions({ eps, steps, stepSize: params.stepSize, restarts });
   options.signal?.throwIfAborted();
 
-  const oracle = makeOracle(clf, y, options);
-  let best: Candidate | undefined;
-  let queries = 0;
-  try {
-    const runs = start ? restarts : 1;
-    for (let r = 0; r < runs; r++) {
-      const x0 = tf.tidy(() =>
-        start ? randomStart(x, eps, params.norm, deriveSeed(seed, r)) : tf.clone(x)
-      );
-      const run = await pgdRun(oracle, x, x0, params);
-      queries += run.queries;
-      best = keepBest(best, run.candidate);
-      if (params.earlyStop && r + 1 < runs && await allSucceeded(best.success)) break;
-    }
-    const adv = best!.adv;
-    const outcome = await oracle.outcome(adv);
-    tf.dispose([best!.success, best!.loss]);
-    best = undefined;
-    return { adversarial: adv, ...outcome, queries };
-  } finally {
-    disposeCandidate(best);
-    oracle.dispose();
-  }
+  return await bestOfRestarts(
+    clf,
+    x,
+    y,
+    options,
+    { eps, norm: params.norm, restarts, randomStart: start, seed },
+    params.earlyStop,
+    (oracle, x0) => pgdRun(oracle, x, x0, params),
+  );
 }
 
 /** One PGD run from `start` (consumed); returns its final point with success and loss there. */

@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
+import { checkLabels } from "../metrics/check.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { apgd } from "./apgd.ts";
 import { fgsm } from "./fgsm.ts";
@@ -190,21 +191,8 @@ function validate(
         { cost, maxCost },
       ),
   );
-  ensure(
-    labels.length === n,
-    () => new ShapeMismatchError(`${labels.length} labels for ${n} images; give one per image`),
-  );
   const k = clf.numClasses;
-  const badLabel = labels.findIndex((l) => l < 0 || l >= k);
-  ensure(
-    badLabel < 0,
-    () =>
-      new UnprocessableError(
-        `label ${labels[badLabel]} of image ${badLabel} is not a class of the model; allowed: ` +
-          `0..${k - 1}`,
-        { index: badLabel },
-      ),
-  );
+  checkLabels(images, labels, k);
   const targets = params.target === undefined || typeof params.target === "number"
     ? params.target
     : Int32Array.from(params.target);

@@ -5,6 +5,7 @@
  */
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
+import { checkLabels } from "../metrics/check.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { activationClustering } from "./activation_clustering.ts";
 import type { DetectMethod, DetectParams } from "./options.ts";
@@ -176,21 +177,8 @@ function validate(
         { cost, maxCost: opts.maxCost },
       ),
   );
-  ensure(
-    labels.length === n,
-    () => new ShapeMismatchError(`${labels.length} labels for ${n} images; give one per image`),
-  );
   const k = clf.numClasses;
-  const badLabel = labels.findIndex((l) => l < 0 || l >= k);
-  ensure(
-    badLabel < 0,
-    () =>
-      new UnprocessableError(
-        `label ${labels[badLabel]} of image ${badLabel} is not a class of the model; allowed: ` +
-          `0..${k - 1}`,
-        { index: badLabel },
-      ),
-  );
+  checkLabels(images, labels, k);
   if (opts.purified !== undefined) {
     ensure(
       params.method === "pud",

@@ -13,6 +13,7 @@ export function checkLabels(images: ImageBatch, labels: Int32Array, k: number): 
   if (bad >= 0) {
     throw new UnprocessableError(
       `label ${labels[bad]} of image ${bad} is not a class of the model; allowed: 0..${k - 1}`,
+      { index: bad },
     );
   }
 }

@@ -114,7 +114,7 @@ Deno.test("runAttack() refuses images whose shape or pixel range the model canno
       b.labels = b.labels.subarray(0, 5);
     },
     ShapeMismatchError,
-    /5 labels for 6 images/,
+    /6 images but 5 labels/,
   );
   await refuses(
     { attack: "fgsm" },
