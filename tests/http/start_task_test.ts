@@ -34,7 +34,10 @@ Deno.test("deno task start runs with named permissions only: net, its own files,
 });
 
 Deno.test("deno task start serves /readyz and a prediction under those permissions", async () => {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  // A port the OS just handed out and took back: free, unlike a random guess.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", "start"],
     cwd: ROOT,
