@@ -14,13 +14,15 @@
  * `--schedules` takes preset names and/or paths of schedule JSON files (as GET
  * /v1/purify/schedule returns them, edited).
  *
- * Without `--server` it starts the service (`deno task start`) on a free loopback port.
+ * Without `--server` it starts the service on a free loopback port (its log: OUT/server.log).
  * `--reuse` keeps lab folders that already exist (same flags, same seed: same files).
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { appendBundle, readBundleDir } from "../client/bundle_files.ts";
-import { DEFAULT_RETRY, postWithRetry } from "../client/http.ts";
+import { readBundleDir } from "../client/bundle_files.ts";
+import { evaluateModel, readEvalSet } from "../client/evaluate.ts";
+import { DEFAULT_RETRY } from "../client/http.ts";
+import { startLocalService } from "../client/local_service.ts";
 import { runPurification } from "../client/purify.ts";
 import { parseNpy } from "../src/io/npy.ts";
 
@@ -61,34 +63,6 @@ interface Row {
   recall?: number | null;
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function startServer(): Promise<{ url: string; proc: Deno.ChildProcess }> {
-  const port = freePort();
-  const proc = new Deno.Command(deno, {
-    args: ["task", "start"],
-    cwd: root,
-    env: { PORT: String(port), HOST: "127.0.0.1", LOG_REQUESTS: "false" },
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    try {
-      const r = await fetch(`${url}/readyz`);
-      await r.body?.cancel();
-      if (r.ok) return { url, proc };
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error("the service did not become ready in 120 s");
-}
-
 async function exists(p: string): Promise<boolean> {
   return await Deno.stat(p).then(() => true, () => false);
 }
@@ -127,32 +101,19 @@ async function lab(dir: string, flags: string[]): Promise<void> {
 
 /** Clean accuracy, ASR (test_bd_x/test_bd_y) and robust accuracy of the model in `modelDir`. */
 async function evaluate(server: string, modelDir: string, labDir: string): Promise<Figures> {
-  const model = await readBundleDir(modelDir);
-  const file = (n: string) => Deno.readFile(join(labDir, n));
-  const [x, y, bx, by] = await Promise.all(
-    ["test_x.npy", "test_y.npy", "test_bd_x.npy", "test_bd_y.npy"].map(file),
+  const robust = { eps: 8 / 255, steps: 20, max_images: Number(a["robust-images"]), seed: 0 };
+  const r = await evaluateModel(
+    server,
+    await readBundleDir(modelDir),
+    await readEvalSet(labDir),
+    { robust },
+    DEFAULT_RETRY,
   );
-  const params = {
-    backdoor: {},
-    attack: { eps: 8 / 255, steps: 20, max_images: Number(a["robust-images"]), seed: 0 },
-  };
-  const res = await postWithRetry(`${server}/v1/evaluate`, () => {
-    const f = new FormData();
-    appendBundle(f, model);
-    const blob = (b: Uint8Array) => new Blob([b as Uint8Array<ArrayBuffer>]);
-    f.append("images", blob(x), "test_x.npy");
-    f.append("labels", blob(y), "test_y.npy");
-    f.append("backdoor_images", blob(bx), "test_bd_x.npy");
-    f.append("backdoor_labels", blob(by), "test_bd_y.npy");
-    f.append("params", JSON.stringify(params));
-    return f;
-  }, DEFAULT_RETRY);
-  const r = await res.json();
   return {
-    clean_accuracy: r.clean_accuracy,
-    attack_success_rate: r.attack_success_rate,
-    clean_target_rate: r.clean_target_rate ?? null,
-    robust_accuracy: r.robust_accuracy,
+    clean_accuracy: r.clean_accuracy as number | null,
+    attack_success_rate: r.attack_success_rate as number | null,
+    clean_target_rate: (r.clean_target_rate ?? null) as number | null,
+    robust_accuracy: r.robust_accuracy as number | null,
   };
 }
 
@@ -170,7 +131,10 @@ async function detection(labDir: string, flagged: number[]) {
 const pct = (v: number | null | undefined) => typeof v === "number" ? (100 * v).toFixed(2) : "—";
 
 async function main() {
-  const started = a.server ? undefined : await startServer();
+  await Deno.mkdir(a.out!, { recursive: true });
+  const started = a.server
+    ? undefined
+    : await startLocalService({ logPath: join(a.out!, "server.log"), timeoutMs: 120_000 });
   const server = a.server ?? started!.url;
   const rows: Row[] = [];
   const labs: [string, string[]][] = a.attacks!.split(",").filter(Boolean).map((
@@ -229,10 +193,7 @@ async function main() {
       }
     }
   } finally {
-    if (started) {
-      started.proc.kill("SIGTERM");
-      await started.proc.status;
-    }
+    await started?.stop();
   }
   const backend = await Deno.readTextFile(join(a.out!, `lab_${labs[0][0]}`, "lab.json"))
     .then((t) => JSON.parse(t).backend).catch(() => "?");

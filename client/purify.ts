@@ -30,6 +30,7 @@ import {
   writeBundleDir,
 } from "./bundle_files.ts";
 import { intArray, runDetection } from "./detection.ts";
+import { type EvalSet, evaluateModel, readEvalSet } from "./evaluate.ts";
 import { DEFAULT_RETRY, postWithRetry, type RetryOptions } from "./http.ts";
 import { imageBatchFromNpy, imageDataUri } from "./image_png.ts";
 import {
@@ -142,39 +143,14 @@ function bar(progress: number, width = 30): string {
 async function evaluateRound(
   job: PurifyJob,
   model: BundleOnDisk,
+  set: EvalSet,
   retry: RetryOptions,
 ): Promise<Omit<RoundPoint, "round">> {
-  const dir = job.evalDir!;
-  const testX = await Deno.readFile(join(dir, "test_x.npy"));
-  const testY = await Deno.readFile(join(dir, "test_y.npy"));
-  const optional = (name: string) => Deno.readFile(join(dir, name)).catch(() => undefined);
-  const bdX = await optional("test_bd_x.npy");
-  const bdY = await optional("test_bd_y.npy");
-  const params: Record<string, unknown> = {};
-  // test_bd_y.npy holds each triggered image's backdoor target (the lab writes it); without it
-  // the target comes from --target.
-  const withBackdoor = bdX !== undefined && (bdY !== undefined || job.target !== undefined);
-  if (withBackdoor) params.backdoor = job.target === undefined ? {} : { target: job.target };
-  if (job.robust) params.attack = job.robust;
-  const res = await postWithRetry(`${job.server}/v1/evaluate`, () => {
-    const f = new FormData();
-    appendBundle(f, model);
-    f.append("images", new Blob([testX as Uint8Array<ArrayBuffer>]), "test_x.npy");
-    f.append("labels", new Blob([testY as Uint8Array<ArrayBuffer>]), "test_y.npy");
-    if (withBackdoor) {
-      f.append("backdoor_images", new Blob([bdX as Uint8Array<ArrayBuffer>]), "test_bd_x.npy");
-      if (bdY && job.target === undefined) {
-        f.append("backdoor_labels", new Blob([bdY as Uint8Array<ArrayBuffer>]), "test_bd_y.npy");
-      }
-    }
-    f.append("params", JSON.stringify(params));
-    return f;
-  }, retry);
-  const r = await res.json();
+  const r = await evaluateModel(job.server, model, set, job, retry);
   return {
-    clean_accuracy: r.clean_accuracy,
-    attack_success_rate: r.attack_success_rate ?? undefined,
-    robust_accuracy: r.robust_accuracy ?? undefined,
+    clean_accuracy: r.clean_accuracy as number,
+    attack_success_rate: (r.attack_success_rate ?? undefined) as number | undefined,
+    robust_accuracy: (r.robust_accuracy ?? undefined) as number | undefined,
   };
 }
 
@@ -195,6 +171,7 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
   const ckDir = join(job.out, "checkpoint");
   const images = await Deno.readFile(job.images);
   const labels = await Deno.readFile(job.labels);
+  const evalSet = job.evalDir ? await readEvalSet(job.evalDir) : undefined;
   const isPoison = job.isPoison ? await Deno.readFile(job.isPoison) : undefined;
   const infected = await readBundleDir(job.modelDir);
   let model: BundleOnDisk;
@@ -246,7 +223,7 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
   }
   if (!resumed && job.evalDir) {
     const t = performance.now();
-    const figs = await evaluateRound(job, model, retry);
+    const figs = await evaluateRound(job, model, evalSet!, retry);
     const s = (performance.now() - t) / 1000;
     addTime("evaluate", s);
     ck.points.push({ round: 0, stage: "infected", ...figs, eval_seconds: round1(s) });
@@ -288,7 +265,7 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     };
     if (job.evalDir) {
       const t = performance.now();
-      Object.assign(point, await evaluateRound(job, model, retry));
+      Object.assign(point, await evaluateRound(job, model, evalSet!, retry));
       const s = (performance.now() - t) / 1000;
       point.eval_seconds = round1(s);
       addTime("evaluate", s);
