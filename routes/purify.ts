@@ -8,13 +8,13 @@
  */
 import type { Hono } from "hono";
 import { z } from "zod";
-import { MalformedInputError, ValidationError } from "../src/errors.ts";
+import { ValidationError } from "../src/errors.ts";
 import type { AppEnv } from "../src/http/env.ts";
-import { readForm } from "../src/http/form.ts";
+import { parseJson, readForm } from "../src/http/form.ts";
 import { loadModel, PARTS, readBundle, readLabelledImages } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
 import { jsonPart, multipartReply } from "../src/http/reply.ts";
-import { parseRoundParams, RoundParamsSchema } from "../src/purify/params.ts";
+import { RoundParamsSchema } from "../src/purify/params.ts";
 import { runRound } from "../src/purify/round.ts";
 import { PRESETS, ScheduleSchema } from "../src/purify/schedule.ts";
 
@@ -69,12 +69,12 @@ export function register(app: Hono<AppEnv>): void {
     const { config, queue, backend } = c.get("services");
     const signal = c.get("signal");
     const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
-    const paramsPart = await form.file("params");
-    let rawParams: unknown = {};
-    if (paramsPart) rawParams = parseJsonBytes(paramsPart.bytes, "params");
-    const params = parseRoundParams(rawParams);
+    const params = await form.json("params", RoundParamsSchema);
     const statePart = await form.file("state");
-    const state = statePart ? parseJsonBytes(statePart.bytes, "state") : undefined;
+    // Parsed here, validated by the round against the model and dataset it is sent with.
+    const state = statePart
+      ? parseJson(new TextDecoder().decode(statePart.bytes), z.unknown(), "state")
+      : undefined;
     const bundle = await readBundle(form, config);
     const out = await queue.run(async () => {
       const clf = await loadModel(bundle, params.preprocess);
@@ -116,13 +116,4 @@ export function register(app: Hono<AppEnv>): void {
       },
     );
   });
-}
-
-/** A JSON part's bytes parsed, or a 400 naming the part. */
-function parseJsonBytes(bytes: Uint8Array, what: string): unknown {
-  try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw new MalformedInputError(`'${what}' is not valid UTF-8 JSON: ${(e as Error).message}`);
-  }
 }
