@@ -19,6 +19,7 @@ import {
 import type { Operation } from "../src/http/openapi.ts";
 import type { Config } from "../src/config.ts";
 import type { LoadedClassifier } from "../src/model/load_classifier.ts";
+import { checkTarget } from "../src/metrics/check.ts";
 import {
   attackOptions,
   type BackdoorInput,
@@ -102,7 +103,7 @@ async function readBackdoor(
     if (bd.target === undefined) {
       throw new UnprocessableError("params.backdoor.trigger needs params.backdoor.target");
     }
-    if (bd.target >= k) throw targetError(bd.target, k);
+    checkTarget(bd.target, k);
     return { trigger: bd.trigger, target: bd.target };
   }
   if (!hasImages) {
@@ -127,15 +128,9 @@ async function readBackdoor(
       "'backdoor_images' need params.backdoor.target or the 'backdoor_labels' part",
     );
   }
-  if (bd.target >= k) throw targetError(bd.target, k);
+  checkTarget(bd.target, k);
   const sourceLabels = await readLabels(form, "backdoor_source_labels", expect, false);
   return { images, target: bd.target, sourceLabels };
-}
-
-function targetError(target: number, k: number): UnprocessableError {
-  return new UnprocessableError(
-    `backdoor target ${target} is not a class of the model; allowed: 0..${k - 1}`,
-  );
 }
 
 export function register(app: Hono<AppEnv>): void {

@@ -130,8 +130,3 @@ export async function featuresOf(
   }
   return { data, dim, layer: name, ...(logits ? { logits } : {}) };
 }
-
-/** Names of the model's layers, in order (for error messages and the docs). */
-export function layerNamesOf(clf: Classifier): string[] {
-  return clf.model.layers.map((l) => l.name);
-}

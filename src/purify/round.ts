@@ -22,8 +22,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { pgd } from "../attacks/pgd.ts";
-import { ShapeMismatchError, UnprocessableError } from "../errors.ts";
-import type { ImageBatch } from "../io/images.ts";
+import { UnprocessableError } from "../errors.ts";
+import { checkBatchFits, type ImageBatch } from "../io/images.ts";
+import { checkLabels } from "../metrics/check.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { evaluate, type EvaluateInput, type EvaluateReport } from "../metrics/evaluate.ts";
 import { auroc, flagMetrics } from "../detect/roc.ts";
@@ -68,6 +69,7 @@ import {
   datasetFingerprint,
   flatWeights,
   modelFingerprint,
+  paramCount,
   trainableVariables,
   unflatten,
 } from "./weights.ts";
@@ -107,28 +109,6 @@ type Unsealed = Omit<PurifyState, "checksum">;
 /** Loss terms of train steps, plus the trigger reconstruction's objective. */
 type ReportedLoss = LossTerm | "reconstruct";
 
-function checkInputs(clf: Classifier, images: ImageBatch, labels: Int32Array): void {
-  const [n, h, w, c] = images.shape;
-  const [mh, mw, mc] = clf.inputShape;
-  if (h !== mh || w !== mw || c !== mc) {
-    throw new ShapeMismatchError(
-      `images are ${h}×${w}×${c}; the model takes ${mh}×${mw}×${mc}`,
-    );
-  }
-  if (labels.length !== n) {
-    throw new ShapeMismatchError(
-      `there are ${n} images but ${labels.length} labels; send one label per image`,
-    );
-  }
-  const k = clf.numClasses;
-  const bad = labels.findIndex((y) => !(y >= 0 && y < k));
-  if (bad >= 0) {
-    throw new UnprocessableError(
-      `label ${labels[bad]} of image ${bad} is not a class of the model; allowed: 0..${k - 1}`,
-    );
-  }
-}
-
 /** Steps a train stage takes over a clean set of `clean` images. */
 export function trainStageSteps(stage: TrainStage, clean: number): number {
   if (stage.steps !== undefined) return stage.steps;
@@ -155,12 +135,13 @@ export async function runRound(
   state: unknown | undefined,
   ctx: RoundContext,
 ): Promise<RoundResult> {
-  checkInputs(clf, images, labels);
+  checkBatchFits(images, clf.inputShape);
+  checkLabels(images, labels, clf.numClasses);
   const start = performance.now();
   const [n, h, w, c] = images.shape;
   const k = clf.numClasses;
   const vars = trainableVariables(clf);
-  const p = vars.reduce((s, v) => s + v.size, 0);
+  const p = paramCount(clf);
   const [dsFp, modelFp] = await Promise.all([
     datasetFingerprint(images, labels),
     modelFingerprint(clf),
