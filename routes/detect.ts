@@ -8,9 +8,15 @@ import { DetectParamsSchema } from "../src/detect/options.ts";
 import { runDetect } from "../src/detect/run.ts";
 import type { AppEnv } from "../src/http/env.ts";
 import { readForm } from "../src/http/form.ts";
-import { isNpy, loadModel, PARTS, readBundle, readLabelledImages } from "../src/http/inputs.ts";
+import {
+  loadModel,
+  PARTS,
+  readBundle,
+  readLabelledImages,
+  readLabels,
+} from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
-import { parseLabels } from "../src/io/labels.ts";
+import type { LoadedClassifier } from "../src/model/load_classifier.ts";
 
 export const operations: Operation[] = [{
   method: "post",
@@ -59,21 +65,18 @@ export function register(app: Hono<AppEnv>): void {
       : undefined;
     const body = await queue.run(async () => {
       const clf = await loadModel(bundle, params.preprocess);
-      const purified = purifiedBundle && await loadModel(purifiedBundle, params.preprocess)
-        .catch((e) => {
-          clf.dispose();
-          throw e;
-        });
+      let purified: LoadedClassifier | undefined;
       try {
+        if (purifiedBundle) purified = await loadModel(purifiedBundle, params.preprocess);
         const { images, labels } = await readLabelledImages(form, config, clf);
-        const n = images.shape[0];
-        const truth = await form.file("is_poison");
-        const isPoison = truth
-          ? Uint8Array.from(parseLabels(
-            { bytes: truth.bytes, kind: isNpy(truth.bytes) ? "npy" : "json" },
-            { count: n, numClasses: 2 },
-          ))
-          : undefined;
+        // Ground truth is a label set of two classes: 0 clean, 1 poisoned.
+        const truth = await readLabels(
+          form,
+          "is_poison",
+          { count: images.shape[0], numClasses: 2 },
+          false,
+        );
+        const isPoison = truth && Uint8Array.from(truth);
         const { result, report } = await runDetect(clf, images, labels, params, {
           signal,
           maxCost: config.MAX_ATTACK_COST,

@@ -16,6 +16,7 @@
  * Sizes are chosen to finish within 10 minutes on a 2-core CPU with the wasm backend. `--quick`
  * shrinks everything to a synthetic run of seconds (what the browser test uses).
  */
+import { pct } from "../client/html.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { appendBundle, readBundleDir } from "../client/bundle_files.ts";
@@ -116,9 +117,6 @@ async function attackFigures(
   const r = await res.json();
   return { success_rate: r.success_rate, robust_accuracy: r.robust_accuracy, n: r.n };
 }
-
-const pct = (v: number | null | undefined) =>
-  typeof v === "number" && Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : "—";
 
 /** The printed before/after table. */
 export function demoTable(r: Omit<DemoResult, "table" | "reportPath">): string {

@@ -9,6 +9,9 @@ const int = (def: number, min: number, max: number, what: string) =>
 
 const MiB = 1024 * 1024;
 
+/** Most XNNPACK threads the wasm backend may start (tfjs pre-spawns this many workers at most). */
+export const MAX_WASM_THREADS = 8;
+
 export const ConfigSchema = z.object({
   PORT: int(8000, 1, 65535, "TCP port to listen on"),
   HOST: z.string().min(1).default("0.0.0.0").describe("address to bind"),
@@ -18,7 +21,7 @@ export const ConfigSchema = z.object({
   WASM_THREADS: int(
     1,
     1,
-    8,
+    MAX_WASM_THREADS,
     "XNNPACK threads of the wasm backend (tfjs's threaded SIMD build); 1 = single-threaded",
   ),
   API_TOKEN: z.string().min(16, "API_TOKEN must be at least 16 characters").optional().describe(

@@ -261,12 +261,7 @@ function inputGradByConv(
 }
 
 /** Below this many input channels the input gradient takes the matMul + col2im path. */
-export let MIN_CHANNELS_FOR_CONV_INPUT_GRAD = 4;
-
-/** For benchmarks and tests: sets {@link MIN_CHANNELS_FOR_CONV_INPUT_GRAD}. */
-export function setMinChannelsForConvInputGrad(c: number): void {
-  MIN_CHANNELS_FOR_CONV_INPUT_GRAD = c;
-}
+const MIN_CHANNELS_FOR_CONV_INPUT_GRAD = 4;
 
 interface InputAttrs {
   inputShape: [number, number, number, number];

@@ -26,9 +26,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { setThreadsCount } from "@tensorflow/tfjs-backend-wasm";
 import { createRequire } from "node:module";
-
-/** The most threads tfjs's threaded build can use (it pre-creates 8 workers). */
-export const MAX_WASM_THREADS = 8;
+import { MAX_WASM_THREADS } from "../config.ts";
 
 const WORKER = new URL("./wasm_threads_worker.cjs", import.meta.url);
 
