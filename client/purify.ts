@@ -309,7 +309,7 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
         server: job.server,
         infected,
         purified: model,
-        evalDir: job.evalDir,
+        set: evalSet!,
         target: job.target,
         count: sampleCount,
         attack: job.sampleAttack,

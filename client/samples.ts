@@ -4,7 +4,7 @@
  * Adversarial images are made against each model in turn, so "after" is a white-box attack on the
  * purified model rather than a transfer from the infected one.
  */
-import { join } from "node:path";
+import type { EvalSet } from "./evaluate.ts";
 import { encodeNpy, type NdArray, type NpyDtype, parseNpy } from "../src/io/npy.ts";
 import { appendBundle, type BundleOnDisk, partBytes } from "./bundle_files.ts";
 import { postWithRetry, type RetryOptions } from "./http.ts";
@@ -19,8 +19,8 @@ export interface SamplesInput {
   server: string;
   infected: BundleOnDisk;
   purified: BundleOnDisk;
-  /** A folder with test_x.npy, test_y.npy and optionally test_bd_x.npy, test_bd_y.npy. */
-  evalDir: string;
+  /** The evaluation files (test_x/test_y, optionally test_bd_x/test_bd_y), read once per run. */
+  set: EvalSet;
   target?: number;
   count: number;
   attack?: Record<string, unknown>;
@@ -125,12 +125,9 @@ export async function runSamples(
   input: SamplesInput,
 ): Promise<{ section: SamplesSection; images: NonNullable<ReportImages["samples"]> }> {
   const t0 = performance.now();
-  const read = (n: string) => Deno.readFile(join(input.evalDir, n));
-  const optional = (n: string) => read(n).catch(() => undefined);
-  const testX = parseNpy(await read("test_x.npy"));
-  const testY = Array.from(parseNpy(await read("test_y.npy")).data as ArrayLike<number>, Number);
-  const bdBytes = await optional("test_bd_x.npy");
-  const bdYBytes = await optional("test_bd_y.npy");
+  const { testX: xBytes, testY: yBytes, bdX: bdBytes, bdY: bdYBytes } = input.set;
+  const testX = parseNpy(xBytes);
+  const testY = Array.from(parseNpy(yBytes).data as ArrayLike<number>, Number);
   const bdX = bdBytes ? parseNpy(bdBytes) : undefined;
   const bdY = bdYBytes
     ? Array.from(parseNpy(bdYBytes).data as ArrayLike<number>, Number)
