@@ -8,7 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Classifier } from "../model/classifier.ts";
-import { bestOfRestarts, type Candidate } from "./best_of.ts";
+import { bestOfRestarts, type Candidate, candidateAt } from "./best_of.ts";
 import { ascentDirection } from "./direction.ts";
 import { EarlyStop } from "./early_stop.ts";
 import { perImage } from "./norms.ts";
@@ -243,11 +243,7 @@ async function apgdRun(
     }) as tf.Tensor4D;
     tf.dispose(Object.values(st));
     s = undefined;
-    const final = tf.tidy(() => {
-      const { logits, loss } = oracle.forward(adv);
-      return { success: oracle.success(logits), loss };
-    });
-    return { candidate: { adv, ...final }, queries };
+    return { candidate: candidateAt(oracle, adv), queries };
   } finally {
     await stop?.settle();
     if (s) tf.dispose(Object.values(s));

@@ -14,6 +14,21 @@ export interface Candidate {
   success: tf.Tensor1D;
   /** The objective at `adv`, `[N]`. */
   loss: tf.Tensor1D;
+  /** int32 predicted class at `adv`, `[N]`. */
+  pred: tf.Tensor1D;
+}
+
+/** The candidate at `adv` (which it takes over): one forward pass for success, loss and class. */
+export function candidateAt(oracle: Oracle, adv: tf.Tensor4D): Candidate {
+  const at = tf.tidy(() => {
+    const { logits, loss } = oracle.forward(adv);
+    return {
+      success: oracle.success(logits),
+      loss,
+      pred: tf.cast(tf.argMax(logits, 1), "int32") as tf.Tensor1D,
+    };
+  });
+  return { adv, ...at };
 }
 
 /**
@@ -34,6 +49,7 @@ export function keepBest(best: Candidate | undefined, next: Candidate): Candidat
       adv: tf.where(perImage(take as tf.Tensor1D), next.adv, best.adv) as tf.Tensor4D,
       success: tf.logicalOr(best.success, next.success) as tf.Tensor1D,
       loss: tf.where(take, next.loss, best.loss) as tf.Tensor1D,
+      pred: tf.where(take, next.pred, best.pred) as tf.Tensor1D,
     };
   });
   disposeCandidate(best);
@@ -42,7 +58,7 @@ export function keepBest(best: Candidate | undefined, next: Candidate): Candidat
 }
 
 export function disposeCandidate(c: Candidate | undefined): void {
-  if (c) tf.dispose([c.adv, c.success, c.loss]);
+  if (c) tf.dispose([c.adv, c.success, c.loss, c.pred]);
 }
 
 /** Whether every sample has succeeded: one host read of a scalar. */
@@ -79,11 +95,17 @@ export async function bestOfRestarts(
       best = keepBest(best, out.candidate);
       if (earlyStop && r + 1 < runs && await allSucceeded(best.success)) break;
     }
+    // The best point's success and class were taken with it: no second forward pass.
+    const [ok, pred] = await Promise.all([best!.success.data(), best!.pred.data()]);
     const adv = best!.adv;
-    const outcome = await oracle.outcome(adv);
-    tf.dispose([best!.success, best!.loss]);
+    tf.dispose([best!.success, best!.loss, best!.pred]);
     best = undefined;
-    return { adversarial: adv, ...outcome, queries };
+    return {
+      adversarial: adv,
+      success: Array.from(ok, (v) => v !== 0),
+      predictions: Int32Array.from(pred),
+      queries,
+    };
   } finally {
     disposeCandidate(best);
     oracle.dispose();

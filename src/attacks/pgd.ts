@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Classifier } from "../model/classifier.ts";
-import { bestOfRestarts, type Candidate } from "./best_of.ts";
+import { bestOfRestarts, type Candidate, candidateAt } from "./best_of.ts";
 import { EarlyStop } from "./early_stop.ts";
 import { ascentDirection } from "./direction.ts";
 import { perImage } from "./norms.ts";
@@ -133,11 +133,7 @@ async function pgdRun(
         if (!(await stop!.proceed(next.keepGoing!))) break;
       }
     }
-    const final = tf.tidy(() => {
-      const { logits, loss } = oracle.forward(adv);
-      return { success: oracle.success(logits), loss };
-    });
-    return { candidate: { adv, ...final }, queries };
+    return { candidate: candidateAt(oracle, adv), queries };
   } catch (err) {
     adv.dispose();
     throw err;
