@@ -8,7 +8,7 @@
  */
 
 /** splitmix32 finaliser: a bijective 32-bit mix, so distinct inputs stay distinct. */
-function mix32(x: number): number {
+export function mix32(x: number): number {
   x = (x + 0x9e3779b9) >>> 0;
   x = Math.imul(x ^ (x >>> 16), 0x21f0aaad);
   x = Math.imul(x ^ (x >>> 15), 0x735a2d97);
@@ -16,24 +16,20 @@ function mix32(x: number): number {
 }
 
 /**
- * Seeded uniform source. `seed` and `stream` are any integers (both taken modulo 2³²); different
- * streams of one seed are independent, so each use of randomness (subset, poison, shuffle, trigger)
- * gets its own stream and adding a draw to one does not shift the others.
+ * The SFC32 core every seeded generator here shares: state `(a, b, c)` from the subclass's
+ * seeding, a counter `d` from 1, and the first 12 outputs discarded (as SFC32's authors do) so
+ * the state is well mixed before use.
  */
-export class Rng {
+export class Sfc32 {
   #a: number;
   #b: number;
   #c: number;
-  #d: number;
-  #spare: number | undefined;
+  #d = 1;
 
-  constructor(seed: number, stream = 0) {
-    const s = mix32(Math.trunc(seed) >>> 0);
-    this.#a = mix32(s ^ 0x6a09e667);
-    this.#b = mix32(s ^ mix32(Math.trunc(stream) >>> 0));
-    this.#c = mix32(this.#b ^ 0xbb67ae85);
-    this.#d = 1;
-    // SFC32's authors discard the first outputs so the state is well mixed before use.
+  constructor(a: number, b: number, c: number) {
+    this.#a = a;
+    this.#b = b;
+    this.#c = c;
     for (let i = 0; i < 12; i++) this.uint32();
   }
 
@@ -48,6 +44,45 @@ export class Rng {
     return t;
   }
 
+  /** Uniform integer in [0, n), without modulo bias; `n` in [1, 2³²]. */
+  int(n: number): number {
+    const limit = 4294967296 - (4294967296 % n);
+    let x: number;
+    do x = this.uint32(); while (x >= limit);
+    return x % n;
+  }
+
+  /** Shuffles `arr` in place (Fisher-Yates) and returns it. */
+  shuffle<T extends { length: number; [i: number]: unknown }>(arr: T): T {
+    for (let i = arr.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      const t = arr[i];
+      arr[i] = arr[j];
+      arr[j] = t;
+    }
+    return arr;
+  }
+}
+
+/** The lab's seeding: `seed` and `stream` mixed into SFC32's three state words. */
+function labState(seed: number, stream: number): [number, number, number] {
+  const s = mix32(Math.trunc(seed) >>> 0);
+  const b = mix32(s ^ mix32(Math.trunc(stream) >>> 0));
+  return [mix32(s ^ 0x6a09e667), b, mix32(b ^ 0xbb67ae85)];
+}
+
+/**
+ * Seeded uniform source. `seed` and `stream` are any integers (both taken modulo 2³²); different
+ * streams of one seed are independent, so each use of randomness (subset, poison, shuffle, trigger)
+ * gets its own stream and adding a draw to one does not shift the others.
+ */
+export class Rng extends Sfc32 {
+  #spare: number | undefined;
+
+  constructor(seed: number, stream = 0) {
+    super(...labState(seed, stream));
+  }
+
   /** Uniform in [0, 1) with 32 bits of resolution. */
   next(): number {
     return this.uint32() / 4294967296;
@@ -56,14 +91,6 @@ export class Rng {
   /** Uniform in [lo, hi). */
   uniform(lo: number, hi: number): number {
     return lo + (hi - lo) * this.next();
-  }
-
-  /** Uniform integer in [0, n), without modulo bias; `n` in [1, 2³²]. */
-  int(n: number): number {
-    const limit = 4294967296 - (4294967296 % n);
-    let x: number;
-    do x = this.uint32(); while (x >= limit);
-    return x % n;
   }
 
   /** Standard normal (Marsaglia's polar method; the second draw of each pair is kept). */
@@ -82,17 +109,6 @@ export class Rng {
     const f = Math.sqrt((-2 * Math.log(s)) / s);
     this.#spare = v * f;
     return u * f;
-  }
-
-  /** Shuffles `arr` in place (Fisher-Yates) and returns it. */
-  shuffle<T extends { length: number; [i: number]: unknown }>(arr: T): T {
-    for (let i = arr.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      const t = arr[i];
-      arr[i] = arr[j];
-      arr[j] = t;
-    }
-    return arr;
   }
 
   /** `k` distinct values of `pool` chosen uniformly, in random order (partial Fisher-Yates). */
