@@ -28,7 +28,7 @@ import { checkLabels } from "../metrics/check.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { evaluate, type EvaluateInput, type EvaluateReport } from "../metrics/evaluate.ts";
 import { auroc, flagMetrics } from "../detect/roc.ts";
-import { base64ToF32, canonicalJson } from "./codec.ts";
+import { canonicalJson } from "./codec.ts";
 import { resolveSchedule, type RoundParams } from "./params.ts";
 import { CounterRng, opSeed, STREAM } from "./rng.ts";
 import type { ReconstructStage, Schedule, TrainStage } from "./schedule.ts";
@@ -60,7 +60,6 @@ import {
   initialTriggerArrays,
   reconstructionStep,
   stamp,
-  type TriggerArrays,
   triggerArrays,
   type TriggerVars,
   triggerVars,
@@ -186,6 +185,7 @@ export async function runRound(
       momentum: null,
       teacher: null,
       reference: null,
+      trigger: null,
     };
   } else {
     const opened = await openState(state, {
@@ -257,19 +257,9 @@ class Engine {
     this.#k = clf.numClasses;
     this.#n = labels.length;
     this.#schedule = st.schedule;
-    if (st.trigger !== null) {
-      const t = st.trigger;
+    if (a.trigger) {
       const { height: h, width: w, channels: c } = st.dataset;
-      const arr: TriggerArrays = {
-        maskLogits: base64ToF32(t.mask_logits, h * w, "trigger.mask_logits"),
-        patternLogits: base64ToF32(t.pattern_logits, h * w * c, "trigger.pattern_logits"),
-        maskM: base64ToF32(t.adam_mask_m, h * w, "trigger.adam_mask_m"),
-        maskV: base64ToF32(t.adam_mask_v, h * w, "trigger.adam_mask_v"),
-        patternM: base64ToF32(t.adam_pattern_m, h * w * c, "trigger.adam_pattern_m"),
-        patternV: base64ToF32(t.adam_pattern_v, h * w * c, "trigger.adam_pattern_v"),
-        t: t.adam_t,
-      };
-      this.#trigger = triggerVars(arr, h, w, c);
+      this.#trigger = triggerVars(a.trigger, h, w, c);
     }
     if (a.teacher) this.#teacher = unflatten(vars, a.teacher).map((t) => keepVar(t));
     if (a.reference) this.#reference = unflatten(vars, a.reference);

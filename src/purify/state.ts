@@ -30,6 +30,7 @@ import {
   sha256Hex,
 } from "./codec.ts";
 import { type Schedule, ScheduleSchema } from "./schedule.ts";
+import type { TriggerArrays } from "./trigger_reconstruction.ts";
 
 export const STATE_FORMAT = "purifier.purify.state";
 export const STATE_VERSION = 1;
@@ -162,6 +163,8 @@ export interface DecodedArrays {
   momentum: Float32Array | null;
   teacher: Float32Array | null;
   reference: Float32Array | null;
+  /** The reconstructed trigger and its Adam moments, when the state carries one. */
+  trigger: TriggerArrays | null;
 }
 
 const CHECKSUM_DOMAIN = "purifier.purify.state/v1\n";
@@ -330,6 +333,7 @@ function decodeArrays(state: PurifyState): DecodedArrays {
     momentum: state.momentum === null ? null : base64ToF32(state.momentum, params, "momentum"),
     teacher: state.teacher === null ? null : base64ToF32(state.teacher, params, "teacher"),
     reference: state.reference === null ? null : base64ToF32(state.reference, params, "reference"),
+    trigger: null,
   };
   if (state.suspect?.class != null && state.suspect.class >= k) {
     throw new ValidationError(
@@ -344,12 +348,15 @@ function decodeArrays(state: PurifyState): DecodedArrays {
         `invalid purification state: trigger target ${t.target}; allowed 0..${k - 1}`,
       );
     }
-    base64ToF32(t.mask_logits, h * w, "trigger.mask_logits");
-    base64ToF32(t.adam_mask_m, h * w, "trigger.adam_mask_m");
-    base64ToF32(t.adam_mask_v, h * w, "trigger.adam_mask_v");
-    base64ToF32(t.pattern_logits, h * w * c, "trigger.pattern_logits");
-    base64ToF32(t.adam_pattern_m, h * w * c, "trigger.adam_pattern_m");
-    base64ToF32(t.adam_pattern_v, h * w * c, "trigger.adam_pattern_v");
+    arrays.trigger = {
+      maskLogits: base64ToF32(t.mask_logits, h * w, "trigger.mask_logits"),
+      maskM: base64ToF32(t.adam_mask_m, h * w, "trigger.adam_mask_m"),
+      maskV: base64ToF32(t.adam_mask_v, h * w, "trigger.adam_mask_v"),
+      patternLogits: base64ToF32(t.pattern_logits, h * w * c, "trigger.pattern_logits"),
+      patternM: base64ToF32(t.adam_pattern_m, h * w * c, "trigger.adam_pattern_m"),
+      patternV: base64ToF32(t.adam_pattern_v, h * w * c, "trigger.adam_pattern_v"),
+      t: t.adam_t,
+    };
   }
   return arrays;
 }
