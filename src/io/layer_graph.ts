@@ -16,6 +16,7 @@
  */
 import { LimitExceededError, MalformedInputError } from "../errors.ts";
 import { CONTAINER_LAYERS } from "../model/supported_layers.ts";
+import { MAX_JSON_DEPTH, showJson as short } from "./json_guard.ts";
 
 type JsonObject = Record<string, unknown>;
 
@@ -51,11 +52,6 @@ function inboundNodes(layer: JsonObject): unknown {
   return out;
 }
 
-function short(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
-
 /**
  * Throws {@link MalformedInputError} (400) when the Functional graph in `container`, or in any
  * model nested in it, would make tfjs loop forever, and {@link LimitExceededError} (413) past
@@ -68,7 +64,7 @@ export function checkLayerGraph(container: JsonObject, where = "modelTopology"):
 }
 
 function visit(container: JsonObject, where: string, budget: { nodes: number }, depth: number) {
-  if (depth > 64) return;
+  if (depth > MAX_JSON_DEPTH) return;
   const layers = layersOf(container);
   if (typeof container.class_name === "string" && FUNCTIONAL.has(container.class_name)) {
     replay(layers, where, budget);

@@ -12,7 +12,16 @@
 import * as tf from "@tensorflow/tfjs";
 import { LimitExceededError, MalformedInputError, UnsupportedModelError } from "../errors.ts";
 import { CONTAINER_LAYERS, isSupportedLayer, SUPPORTED_LAYERS } from "../model/supported_layers.ts";
+import {
+  type ActivationBudget,
+  type ActivationUse,
+  budgetOf,
+  checkActivationBudget,
+  DEFAULT_MAX_ACTIVATION_BYTES,
+  planActivations,
+} from "./activation_budget.ts";
 import { checkLayerGraph } from "./layer_graph.ts";
+import { MAX_JSON_DEPTH, parseJsonBytes, showJson } from "./json_guard.ts";
 
 /** One uploaded file: a multipart part's filename and body. */
 export interface BundleFile {
@@ -30,7 +39,21 @@ export interface BundleLimits {
   maxParams: number;
   /** Layers, counting those inside nested Sequential/Functional models. */
   maxLayers: number;
+  /**
+   * Bytes the activations of one batch may take (`MAX_ACTIVATION_BYTES`); default
+   * {@link DEFAULT_MAX_ACTIVATION_BYTES}. See `activation_budget.ts`.
+   */
+  maxActivationBytes?: number;
+  /**
+   * How the caller will run the model, to refuse it here when that batch cannot fit. Default:
+   * one image with gradients, so only a model that cannot run at all is refused at parse time;
+   * the classifier then checks every real batch before it runs (see `load_classifier.ts`).
+   */
+  use?: ActivationUse;
 }
+
+/** The parse-time use when the caller names none: one image, forward and backward. */
+export const PARSE_USE: ActivationUse = { batch: 1, backward: true };
 
 /**
  * Validated artifacts ready for `tf.io.fromMemory`: topology (with a softmax output switched to
@@ -39,10 +62,11 @@ export interface BundleLimits {
 export type BundleArtifacts = tf.io.ModelArtifacts & {
   /** The output activation found at parse time ("softmax" when it was switched to linear). */
   originalOutputActivation?: string;
+  /** The static pass's per-image activation cost and the budget every batch must respect. */
+  activationBudget?: ActivationBudget;
 };
 
-/** Deeper JSON than this is refused: Keras configs need about 12 levels per nesting of models. */
-export const MAX_JSON_DEPTH = 64;
+export { MAX_JSON_DEPTH };
 /** Weights of image classifiers have rank at most 4; allow a little slack. */
 export const MAX_WEIGHT_RANK = 6;
 /** Largest single dimension accepted in a weight shape. */
@@ -50,8 +74,6 @@ export const MAX_WEIGHT_DIM = 2 ** 31 - 1;
 /** The shard name `saveBundle` writes. */
 export const SAVED_SHARD_NAME = "weights.bin";
 
-/** Keys that would reach object prototypes when tfjs copies configs key by key. */
-const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 const QUANTIZED_BYTES: Record<string, number> = { uint8: 1, uint16: 2, float16: 2 };
 
 type JsonObject = Record<string, unknown>;
@@ -60,72 +82,12 @@ function isObject(v: unknown): v is JsonObject {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** A short, safe rendering of a user-supplied value for error messages. */
-function show(v: unknown): string {
-  let s: string;
-  try {
-    s = JSON.stringify(v) ?? String(v);
-  } catch {
-    s = String(v);
-  }
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
+const show = showJson;
 
 /** The file name after the last `/` or `\`, as browsers and tfjs compare shard names. */
 function basename(path: string): string {
   const parts = path.split(/[\\/]/);
   return parts[parts.length - 1];
-}
-
-function parseJson(bytes: Uint8Array): unknown {
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new MalformedInputError(
-      "model.json is not valid UTF-8; it must be a UTF-8 JSON document",
-    );
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    throw new MalformedInputError(
-      `model.json is not valid JSON (${show(why)}); it must be a TF.js LayersModel model.json`,
-    );
-  }
-}
-
-/**
- * Refuses JSON nested deeper than {@link MAX_JSON_DEPTH} and objects with prototype-shaped keys.
- * Iterative, so a hostile document cannot overflow our stack while we look at it.
- */
-function checkJsonStructure(root: unknown): void {
-  const stack: [unknown, number, string][] = [[root, 0, "$"]];
-  while (stack.length > 0) {
-    const [v, depth, path] = stack.pop()!;
-    if (typeof v !== "object" || v === null) continue;
-    if (depth >= MAX_JSON_DEPTH) {
-      throw new MalformedInputError(
-        `model.json nests deeper than ${MAX_JSON_DEPTH} levels (at ${path}); ` +
-          `at most ${MAX_JSON_DEPTH} are allowed`,
-        { maxDepth: MAX_JSON_DEPTH },
-      );
-    }
-    if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) stack.push([v[i], depth + 1, `${path}[${i}]`]);
-    } else {
-      for (const key of Object.keys(v)) {
-        if (FORBIDDEN_KEYS.has(key)) {
-          throw new MalformedInputError(
-            `model.json has the key '${key}' at ${path}; the keys ` +
-              `${[...FORBIDDEN_KEYS].map((k) => `'${k}'`).join(", ")} are not allowed`,
-          );
-        }
-        stack.push([(v as JsonObject)[key], depth + 1, `${path}.${key}`]);
-      }
-    }
-  }
 }
 
 /** The layer list of a container config: Keras writes `config.layers`, very old Keras an array. */
@@ -513,9 +475,11 @@ function decodeWeights(
  * topology, float32 weight specs and one concatenated `weightData` buffer. A softmax output is
  * switched to linear (see {@link linearizeOutput}) and recorded in `originalOutputActivation`.
  *
- * Throws `MalformedInputError` (400) for unparseable or mis-structured JSON,
- * `UnsupportedModelError` (422) for graph models, unsupported layers or dtypes, shard mismatches
- * and non-finite weights, and `LimitExceededError` (413) past `limits`.
+ * Throws `MalformedInputError` (400) for unparseable, too deep or mis-structured JSON,
+ * `UnsupportedModelError` (422) for graph models, unsupported layers or dtypes, duplicate layer
+ * names, impossible layer shapes (a zero-size output, a zero stride, ...), shard mismatches and
+ * non-finite weights, and `LimitExceededError` (413) past `limits`, activations of `limits.use`
+ * over `limits.maxActivationBytes` included.
  */
 export function parseBundle(
   modelJson: Uint8Array,
@@ -535,7 +499,9 @@ export function parseBundle(
       { limit: "maxWeightBytes", maxWeightBytes: limits.maxWeightBytes },
     );
   }
-  const doc = parseJson(modelJson);
+  // Depth (before parsing) and prototype-shaped keys are refused here, before tfjs, whose config
+  // conversion recurses and assigns keys, ever sees the document.
+  const doc = parseJsonBytes(modelJson, "model.json");
   if (!isObject(doc)) {
     throw new MalformedInputError(
       `model.json must be a JSON object with 'modelTopology' and 'weightsManifest', got ${
@@ -543,7 +509,6 @@ export function parseBundle(
       }`,
     );
   }
-  checkJsonStructure(doc);
   if (doc.format !== undefined && doc.format !== "layers-model") {
     throw new UnsupportedModelError(
       `model.json has format ${show(doc.format)}; only TF.js LayersModel bundles ` +
@@ -599,6 +564,14 @@ export function parseBundle(
     );
   }
   checkLayerGraph(topology);
+  // Shapes and activation bytes before anything else can allocate (tfjs included).
+  const use = limits.use ?? PARSE_USE;
+  const activationBudget = budgetOf(
+    planActivations(topology),
+    limits.maxActivationBytes ?? DEFAULT_MAX_ACTIVATION_BYTES,
+    use.backward,
+  );
+  checkActivationBudget(activationBudget, use.batch);
   const groups = checkManifest(doc.weightsManifest, limits);
   const shardBytes = matchShards(groups, shards);
   const { specs, data } = decodeWeights(groups, shardBytes);
@@ -611,6 +584,7 @@ export function parseBundle(
     weightSpecs: specs,
     weightData: data,
     originalOutputActivation,
+    activationBudget,
   };
 }
 

@@ -19,6 +19,15 @@ export interface Classifier {
   /** `[H, W, C]` the model accepts. */
   readonly inputShape: [number, number, number];
   readonly numClasses: number;
-  /** Logits `[N, K]` for pixels `[N, H, W, C]` in [0,1]; applies `preprocess` first. */
+  /**
+   * Logits `[N, K]` for pixels `[N, H, W, C]` in [0,1]; applies `preprocess` first. A loaded
+   * classifier refuses (413) a batch whose activations exceed its budget before computing.
+   */
   logits(x: tf.Tensor4D, training?: boolean): tf.Tensor2D;
+  /**
+   * Throws `LimitExceededError` (413) when `n` images (with gradients when `backward`; default:
+   * whether a gradient tape is recording) would exceed the activation budget. Absent on
+   * classifiers built by hand, which have no budget.
+   */
+  checkBatch?(n: number, backward?: boolean): void;
 }

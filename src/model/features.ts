@@ -110,6 +110,8 @@ export async function featuresOf(
   for (let i = 0; i < n; i += opts.batchSize) {
     await yieldPoint(opts.signal);
     const m = Math.min(opts.batchSize, n - i);
+    // A prefix of the model: its forward pass costs at most the whole model's.
+    clf.checkBatch?.(m, false);
     const ys = tf.tidy(() => {
       let x: tf.Tensor = tf.tensor4d(images.data.subarray(i * per, (i + m) * per), [m, h, w, c]);
       if (pre !== undefined) x = x.sub(tf.tensor1d(pre.mean)).div(tf.tensor1d(pre.std));

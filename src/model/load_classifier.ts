@@ -13,6 +13,15 @@ import {
   saveBundle,
 } from "../io/model_bundle.ts";
 import type { Classifier, Preprocess } from "./classifier.ts";
+import { MAX_JSON_DEPTH } from "../io/json_guard.ts";
+import {
+  type ActivationBudget,
+  budgetOf,
+  checkActivationBudget,
+  DEFAULT_MAX_ACTIVATION_BYTES,
+  perSampleBytesOfShapes,
+  planActivations,
+} from "../io/activation_budget.ts";
 
 export interface LoadedClassifier extends Classifier {
   /** The output activation the bundle declared ("softmax" when it was switched to linear). */
@@ -44,7 +53,7 @@ function forEachLayer(
     : typeof config === "object" && config !== null
     ? (config as JsonObject).layers
     : undefined;
-  if (!Array.isArray(layers) || depth > 64) return;
+  if (!Array.isArray(layers) || depth > MAX_JSON_DEPTH) return;
   for (const layer of layers) {
     if (typeof layer !== "object" || layer === null) continue;
     const l = layer as JsonObject;
@@ -269,6 +278,59 @@ function checkPreprocess(p: Preprocess): void {
   }
 }
 
+type Shape = (number | null)[];
+
+/** Every leaf layer call of a built model, with the output shapes tfjs computed for it. */
+function builtCalls(
+  model: tf.LayersModel,
+  prefix = "",
+  depth = 0,
+  out: { path: string; className: string; config: JsonObject; shapes: Shape[] }[] = [],
+) {
+  if (depth > MAX_JSON_DEPTH) return out;
+  for (const layer of model.layers) {
+    const path = `${prefix}${layer.name}`;
+    if (layer instanceof tf.LayersModel) {
+      builtCalls(layer, `${path}/`, depth + 1, out);
+      continue;
+    }
+    let config: JsonObject = {};
+    try {
+      config = layer.getConfig() as JsonObject;
+    } catch { /* counted with the default tensor count */ }
+    for (const node of layer.inboundNodes) {
+      const shapes = node.outputShapes as Shape | Shape[];
+      const list = Array.isArray(shapes[0]) ? shapes as Shape[] : [shapes as Shape];
+      out.push({ path, className: layer.getClassName(), config, shapes: list });
+    }
+  }
+  return out;
+}
+
+/**
+ * The activation budget of a built model: the static pass's (from the bundle, or run here for
+ * artifacts that did not come through `parseBundle`), raised to what the output shapes tfjs
+ * itself computed imply, so a config the static pass reads differently from tfjs cannot
+ * understate the cost. A dimension below 1 in tfjs' shapes is a 422 naming the layer.
+ */
+function checkedBudget(
+  model: tf.LayersModel,
+  inputShape: [number, number, number],
+  budget: ActivationBudget,
+): ActivationBudget {
+  const built = perSampleBytesOfShapes(builtCalls(model), inputShape);
+  return {
+    ...budget,
+    bytesPerSample: Math.max(budget.bytesPerSample, built.bytesPerSample),
+    largestTensorValues: Math.max(budget.largestTensorValues, built.largestTensorValues),
+  };
+}
+
+/** Whether gradients are being recorded (inside `tf.grad`, `variableGrads`, `minimize`). */
+function tapeOn(): boolean {
+  return tf.engine().state.gradientDepth > 0;
+}
+
 /** `[H,W,C]` of a `[null,H,W,C]` input, or undefined. */
 function imageShape(shape: (number | null)[]): [number, number, number] | undefined {
   if (shape.length !== 4 || shape[0] !== null) return undefined;
@@ -339,12 +401,18 @@ export async function loadClassifier(
     modelTopology = structuredClone(inner) as JsonObject;
     outputActivation = linearizeOutput(modelTopology as JsonObject);
   }
+  // Impossible shapes and models that cannot run one image are refused before tfjs builds.
+  const parsed = artifacts.activationBudget ??
+    budgetOf(planActivations(modelTopology as JsonObject), DEFAULT_MAX_ACTIVATION_BYTES, true);
+  checkActivationBudget(parsed, 1);
   const { model, initializers } = await loadModel({ ...artifacts, modelTopology });
 
   let inputShape: [number, number, number];
   let k: number;
+  let budget: ActivationBudget;
   try {
     ({ inputShape, k } = checkSignature(model));
+    budget = checkedBudget(model, inputShape, parsed);
     const c = inputShape[2];
     if (preprocess !== undefined && (preprocess.mean.length !== c || preprocess.std.length !== c)) {
       throw new ShapeMismatchError(
@@ -379,10 +447,15 @@ export async function loadClassifier(
           }]`,
         );
       }
+      // Before any tensor of this pass exists; gradients count when a tape records them.
+      checkActivationBudget({ ...budget, backward: tapeOn() }, x.shape[0]);
       return tf.tidy(() => {
         const input = scale && shift ? x.mul(scale).add(shift) : x;
         return model.apply(input, { training }) as tf.Tensor2D;
       });
+    },
+    checkBatch(n: number, backward = tapeOn()) {
+      checkActivationBudget({ ...budget, backward }, n);
     },
     dispose() {
       if (disposed) return;

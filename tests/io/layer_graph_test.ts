@@ -62,8 +62,15 @@ Deno.test("loading a topology that claims more weight values than its manifest a
   const before = tf.memory().numTensors;
   const huge = residual((d) => layers(d)[0].config.batch_input_shape = [null, 10_000, 1000, 1]);
   const t0 = performance.now();
+  // With the default activation budget parseBundle refuses it first (413); without one, the
+  // loader's weight budget still stops it.
+  assert.throws(
+    () => parseBundle(huge, SHARDS, LIMITS),
+    (e) => e instanceof HttpError && e.status === 413,
+  );
+  const unbudgeted = { ...LIMITS, maxActivationBytes: Number.MAX_SAFE_INTEGER };
   await assert.rejects(
-    () => loadClassifier(parseBundle(huge, SHARDS, LIMITS)),
+    () => loadClassifier(parseBundle(huge, SHARDS, unbudgeted)),
     (e) => e instanceof HttpError && e.status === 422 && /more values than/.test(e.message),
   );
   assert.ok(performance.now() - t0 < 2000, "refused before allocating");
@@ -82,8 +89,12 @@ Deno.test("a failed load leaves no variable behind, unnamed layers and cut-off l
     }),
     residual((d) => layers(d)[8].config.activation = "no-such-activation"),
   ];
+  // The loader's own clean-up is under test: the topology goes to it unchecked (parseBundle's
+  // static pass would refuse some of these before tfjs builds anything).
+  const valid = parseBundle(residual(() => {}), SHARDS, LIMITS);
   for (const json of broken) {
-    await assert.rejects(() => loadClassifier(parseBundle(json, SHARDS, LIMITS)), HttpError);
+    const modelTopology = JSON.parse(new TextDecoder().decode(json)).modelTopology;
+    await assert.rejects(() => loadClassifier({ ...valid, modelTopology }), HttpError);
     assert.equal(tf.memory().numTensors, tensors);
     assert.equal(Object.keys(tf.engine().registeredVariables).length, vars);
   }
