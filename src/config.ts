@@ -37,6 +37,13 @@ export const ConfigSchema = z.object({
   MAX_WEIGHT_BYTES: int(200 * MiB, 1024, 4096 * MiB, "largest total weight bytes of a model"),
   MAX_MODEL_PARAMS: int(50_000_000, 1, 1_000_000_000, "most parameters in a model"),
   MAX_MODEL_LAYERS: int(500, 1, 100_000, "most layers in a model"),
+  MAX_ACTIVATION_BYTES: int(
+    1024 * MiB,
+    MiB,
+    64 * 1024 * MiB,
+    "most bytes of intermediate tensors one batch may take, gradients included where a route " +
+      "takes them; checked from the layer shapes before any tensor exists (413 beyond)",
+  ),
   MAX_ATTACK_COST: int(
     2_000_000,
     1,

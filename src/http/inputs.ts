@@ -8,6 +8,7 @@ import { MissingPartError, ShapeMismatchError, UnsupportedMediaTypeError } from 
 import { type ImageBatch, imagesFromFiles, imagesFromNpy } from "../io/images.ts";
 import { parseLabels } from "../io/labels.ts";
 import { parseBundle } from "../io/model_bundle.ts";
+import type { ActivationUse } from "../io/activation_budget.ts";
 import { parseNpy } from "../io/npy.ts";
 import type { Preprocess } from "../model/classifier.ts";
 import { loadClassifier, type LoadedClassifier } from "../model/load_classifier.ts";
@@ -20,8 +21,13 @@ export function isNpy(bytes: Uint8Array): boolean {
   return NPY_MAGIC.every((b, i) => bytes[i] === b);
 }
 
-/** Parsed (not yet loaded) model bundle from parts `model` + `weights`. */
-export async function readBundle(form: Form, config: Config, prefix = "") {
+/**
+ * Parsed (not yet loaded) model bundle from parts `model` + `weights`. `use` (the route's batch
+ * size and whether it takes gradients) refuses a model whose activations cannot fit that batch
+ * here, before the engine; without it only models that cannot run one image are refused now, and
+ * the classifier checks each real batch before running it.
+ */
+export async function readBundle(form: Form, config: Config, prefix = "", use?: ActivationUse) {
   const model = await form.file(`${prefix}model`, true);
   const shards = await form.files(`${prefix}weights`);
   return parseBundle(
@@ -32,6 +38,8 @@ export async function readBundle(form: Form, config: Config, prefix = "") {
       maxWeightBytes: config.MAX_WEIGHT_BYTES,
       maxParams: config.MAX_MODEL_PARAMS,
       maxLayers: config.MAX_MODEL_LAYERS,
+      maxActivationBytes: config.MAX_ACTIVATION_BYTES,
+      use,
     },
   );
 }
