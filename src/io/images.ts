@@ -111,8 +111,11 @@ export function imagesFromNpy(arr: NdArray, limits: ImageLimits): ImageBatch {
  * @throws {UnprocessableError} no files.
  * @throws {UnsupportedMediaTypeError} a file that is neither PNG nor JPEG, or a JPEG coding that
  *   the decoder lacks (lossless, hierarchical, arithmetic).
- * @throws {LimitExceededError} more than `limits.maxImages` files, or width × height × channels
- *   beyond `limits.maxPixels` (per file, before decoding, and for the whole batch).
+ * @throws {UnsupportedMediaTypeError} also a 12-bit (or other non-8-bit) JPEG.
+ * @throws {LimitExceededError} more than `limits.maxImages` files, width × height × channels
+ *   beyond `limits.maxPixels` (per file, before decoding, and for the whole batch), or a file
+ *   whose own header implies a decoded sample buffer (width × height × the file's channels ×
+ *   bytes per sample) beyond `limits.maxPixels` bytes, whatever the channels it converts to.
  * @throws {ShapeMismatchError} a file whose H × W differs from the first's.
  * @throws {MalformedInputError} a truncated or corrupt file.
  */
@@ -141,6 +144,27 @@ export function imagesFromFiles(
           `image '${f.name}' is ${head.width}×${head.height}×${c}; at most ${limits.maxPixels} ` +
             "values per batch are allowed",
           { file: f.name, width: head.width, height: head.height, maxPixels: limits.maxPixels },
+        ),
+    );
+    // What the decoder itself allocates follows the file, not the model: a 16-bit RGBA PNG
+    // decodes to 8 bytes per pixel even when the model wants one grey channel.
+    const decoded = decodedBytes(head);
+    ensure(
+      decoded <= limits.maxPixels,
+      () =>
+        new LimitExceededError(
+          `image '${f.name}' is ${head.width}×${head.height} with ${head.srcChannels} ` +
+            `channel(s) of ${head.depth} bits in the file, ${decoded} bytes once decoded; at ` +
+            `most ${limits.maxPixels} are allowed per image`,
+          {
+            file: f.name,
+            width: head.width,
+            height: head.height,
+            fileChannels: head.srcChannels,
+            bitDepth: head.depth,
+            decodedBytes: decoded,
+            maxPixels: limits.maxPixels,
+          },
         ),
     );
     return head;
@@ -246,6 +270,14 @@ interface Header {
 }
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/**
+ * Bytes the decoder's own sample buffer takes for this file: width × height × the file's channels
+ * × bytes per sample (sub-byte samples are unpacked to one byte each).
+ */
+function decodedBytes(h: Header): number {
+  return h.width * h.height * h.srcChannels * Math.max(1, h.depth / 8);
+}
 
 function readHeader(f: ImageFile): Header {
   const b = f.bytes;
@@ -471,6 +503,16 @@ function readJpegHeader(f: ImageFile): Header {
     ensure(at < b.length, () => bad("is truncated before its frame header (SOF)"));
     const m = b[at++];
     if ((m >= 0xd0 && m <= 0xd7) || m === 0x01) continue; // no length field
+    // DAC (arithmetic-coding conditioning) only appears in arithmetic-coded JPEGs.
+    ensure(
+      m !== 0xcc,
+      () =>
+        new UnsupportedMediaTypeError(
+          `JPEG '${f.name}' is arithmetic-coded (it has a DAC segment); baseline, extended and ` +
+            "progressive Huffman JPEGs are supported",
+          { file: f.name },
+        ),
+    );
     ensure(
       m !== 0xd9 && m !== 0xda && m !== 0xd8 && m !== 0x00,
       () => bad("has no frame header (SOF) before its image data"),
@@ -482,6 +524,7 @@ function readJpegHeader(f: ImageFile): Header {
       ensure(len >= 8, () => bad("has a short frame header"));
       const height = (b[at + 3] << 8) | b[at + 4];
       const width = (b[at + 5] << 8) | b[at + 6];
+      const precision = b[at + 2];
       const comps = b[at + 7];
       ensure(
         m <= 0xc2,
@@ -490,6 +533,14 @@ function readJpegHeader(f: ImageFile): Header {
             `JPEG '${f.name}' uses a coding (SOF 0x${m.toString(16)}) that is not supported; ` +
               "baseline, extended and progressive Huffman JPEGs are",
             { file: f.name },
+          ),
+      );
+      ensure(
+        precision === 8,
+        () =>
+          new UnsupportedMediaTypeError(
+            `JPEG '${f.name}' has ${precision}-bit samples; only 8-bit JPEGs are supported`,
+            { file: f.name, precision },
           ),
       );
       ensure(width > 0 && height > 0, () => bad(`declares an empty size ${width}×${height}`));

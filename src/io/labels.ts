@@ -4,13 +4,8 @@
  *
  * @module
  */
-import {
-  ensure,
-  LimitExceededError,
-  MalformedInputError,
-  ShapeMismatchError,
-  UnprocessableError,
-} from "../errors.ts";
+import { ensure, LimitExceededError, ShapeMismatchError, UnprocessableError } from "../errors.ts";
+import { parseJsonBytes } from "./json_guard.ts";
 import { parseNpy } from "./npy.ts";
 
 /** Where the labels came from: the raw part bytes and which encoding they use. */
@@ -33,15 +28,16 @@ const JSON_BYTES_PER_LABEL = 32;
 const JSON_BYTES_SLACK = 1024;
 
 /**
- * Parses labels: a `.npy` with an integer dtype (`uint8`, `int8`, `int16`, `uint16`, `int32`,
- * `uint32`, `int64`) of rank 1, or rank 2 with a trailing dim of 1; or a JSON array of integral
+ * Parses labels: a `.npy` with an integer or boolean dtype (`bool` as 0/1, `uint8`, `int8`,
+ * `int16`, `uint16`, `int32`, `uint32`, `int64`, `uint64`; values are range-checked, never
+ * wrapped) of rank 1, or rank 2 with a trailing dim of 1; or a JSON array of integral
  * numbers (`1.0` is the same JSON number as `1` and is accepted).
  *
  * @throws {MalformedInputError} a corrupt `.npy` or invalid JSON (including invalid UTF-8).
  * @throws {LimitExceededError} a JSON document far larger than `count` labels can need.
  * @throws {ShapeMismatchError} another rank or trailing dim, or a label count other than
  *   `expect.count`.
- * @throws {UnprocessableError} a float or bool dtype, a non-array JSON document, an element that is
+ * @throws {UnprocessableError} a float dtype, a non-array JSON document, an element that is
  *   not an integral number, or a label outside [0, numClasses) (named by index and value).
  */
 export function parseLabels(input: LabelsInput, expect: LabelsExpectation): Int32Array {
@@ -71,7 +67,18 @@ export function parseLabels(input: LabelsInput, expect: LabelsExpectation): Int3
   return out;
 }
 
-const INTEGER_DTYPES = new Set(["uint8", "int8", "int16", "uint16", "int32", "uint32", "int64"]);
+/** Integer dtypes numpy users save labels in; `bool` is 0/1 (e.g. `is_poison` masks). */
+const INTEGER_DTYPES = new Set([
+  "bool",
+  "uint8",
+  "int8",
+  "int16",
+  "uint16",
+  "int32",
+  "uint32",
+  "int64",
+  "uint64",
+]);
 
 function fromNpy(bytes: Uint8Array): ArrayLike<number | bigint> {
   const arr = parseNpy(bytes);
@@ -106,12 +113,8 @@ function fromJson(bytes: Uint8Array, count: number): number[] {
         { bytes: bytes.length, maxBytes: cap },
       ),
   );
-  let doc: unknown;
-  try {
-    doc = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw new MalformedInputError(`labels are not valid JSON: ${(e as Error).message}`);
-  }
+  // A flat array needs depth 1; the guard keeps nested junk from costing more than a scan.
+  const doc = parseJsonBytes(bytes, "labels");
   ensure(
     Array.isArray(doc),
     () =>

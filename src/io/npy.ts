@@ -24,7 +24,8 @@ export type NpyDtype =
   | "int8"
   | "int16"
   | "uint16"
-  | "uint32";
+  | "uint32"
+  | "uint64";
 
 /** Any typed array an `NdArray` can hold. */
 export type NpyData =
@@ -35,6 +36,7 @@ export type NpyData =
   | Int32Array
   | Uint32Array
   | BigInt64Array
+  | BigUint64Array
   | Float32Array
   | Float64Array;
 
@@ -42,7 +44,7 @@ export type NpyData =
 export interface NdArray {
   dtype: NpyDtype;
   shape: number[];
-  /** `bool` arrays are a `Uint8Array` of 0/1, `int64` a `BigInt64Array`. */
+  /** `bool` arrays are a `Uint8Array` of 0/1, `int64` a `BigInt64Array`, `uint64` a `BigUint64Array`. */
   data: NpyData;
 }
 
@@ -77,6 +79,7 @@ const CODES: Readonly<Record<string, DtypeInfo>> = {
   i4: { dtype: "int32", itemsize: 4, make: (b) => new Int32Array(b) },
   u4: { dtype: "uint32", itemsize: 4, make: (b) => new Uint32Array(b) },
   i8: { dtype: "int64", itemsize: 8, make: (b) => new BigInt64Array(b) },
+  u8: { dtype: "uint64", itemsize: 8, make: (b) => new BigUint64Array(b) },
   f4: { dtype: "float32", itemsize: 4, make: (b) => new Float32Array(b) },
   f8: { dtype: "float64", itemsize: 8, make: (b) => new Float64Array(b) },
 };
@@ -85,7 +88,8 @@ const CODE_OF: Readonly<Record<NpyDtype, string>> = Object.fromEntries(
   Object.entries(CODES).map(([code, info]) => [info.dtype, code]),
 ) as Record<NpyDtype, string>;
 
-const SUPPORTED = "|u1, |b1, |i1, <i2, <u2, <i4, <u4, <i8, <f4, <f8 (big-endian '>' is converted)";
+const SUPPORTED =
+  "|u1, |b1, |i1, <i2, <u2, <i4, <u4, <i8, <u8, <f4, <f8 (big-endian '>' is converted)";
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 /** numpy caps `ndim` at 64 (NPY_MAXDIMS since 2.0); anything beyond is not a numpy file. */
@@ -105,7 +109,7 @@ function malformed(message: string): MalformedInputError {
  * Parses a `.npy` file (format version 1.0, 2.0 and 3.0 headers) into a fresh, aligned typed
  * array; the input is never aliased, so unaligned data offsets are fine.
  *
- * Accepted `descr`: `|u1 |b1 |i1 <i2 <u2 <i4 <u4 <i8 <f4 <f8`; the byte order may also be `=`
+ * Accepted `descr`: `|u1 |b1 |i1 <i2 <u2 <i4 <u4 <i8 <u8 <f4 <f8`; the byte order may also be `=`
  * (native, taken as little endian as numpy writes it) or `|`, and big-endian `>` data is
  * byte-swapped rather than refused. `fortran_order: True` is accepted only where the layout equals
  * C order (at most one dimension longer than 1).
@@ -270,6 +274,7 @@ const INT_RANGE: Partial<Record<NpyDtype, [number, number]>> = {
   int32: [-0x80000000, 0x7fffffff],
   uint32: [0, 0xffffffff],
   int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  uint64: [0, Number.MAX_SAFE_INTEGER],
 };
 
 function toBytes(info: DtypeInfo, data: ArrayLike<number> | NpyData): Uint8Array {
@@ -284,18 +289,19 @@ function toBytes(info: DtypeInfo, data: ArrayLike<number> | NpyData): Uint8Array
   const range = INT_RANGE[info.dtype];
   const fail = (i: number, v: unknown) =>
     new ShapeMismatchError(`value ${v} at index ${i} does not fit dtype ${info.dtype}`);
-  if (data instanceof BigInt64Array) {
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
     for (let i = 0; i < data.length; i++) {
       const v = data[i];
       if (range) ensure(v >= BigInt(range[0]) && v <= BigInt(range[1]), () => fail(i, v));
-      (target as Exclude<NpyData, BigInt64Array>)[i] = Number(v);
+      if (target instanceof BigInt64Array || target instanceof BigUint64Array) target[i] = v;
+      else target[i] = Number(v);
     }
     return out;
   }
-  if (target instanceof BigInt64Array) {
+  if (target instanceof BigInt64Array || target instanceof BigUint64Array) {
     for (let i = 0; i < data.length; i++) {
       const v = data[i] as number;
-      ensure(Number.isSafeInteger(v), () => fail(i, v));
+      ensure(Number.isSafeInteger(v) && (range === undefined || v >= range[0]), () => fail(i, v));
       target[i] = BigInt(v);
     }
     return out;

@@ -13,6 +13,7 @@ import {
   saveBundle,
 } from "../io/model_bundle.ts";
 import type { Classifier, Preprocess } from "./classifier.ts";
+import { MIN_STD } from "./preprocess_schema.ts";
 import { MAX_JSON_DEPTH } from "../io/json_guard.ts";
 import {
   type ActivationBudget,
@@ -271,9 +272,10 @@ async function loadModel(
 function checkPreprocess(p: Preprocess): void {
   const ok = (xs: unknown) =>
     Array.isArray(xs) && xs.length > 0 && xs.every((v) => typeof v === "number" && isFinite(v));
-  if (!ok(p.mean) || !ok(p.std) || p.std.some((s) => s <= 0)) {
+  if (!ok(p.mean) || !ok(p.std) || p.std.some((s) => !(s >= MIN_STD))) {
     throw new ValidationError(
-      "preprocess must be {mean: number[], std: number[]} with finite values and every std > 0",
+      "preprocess must be {mean: number[], std: number[]} with finite values and every std >= " +
+        `${MIN_STD}`,
     );
   }
 }
@@ -382,8 +384,8 @@ function checkSignature(
  *   `(x - mean) / std`, so attacks still perturb pixels in [0,1].
  *
  * Throws `UnsupportedModelError` (422) unless the model maps `[null,H,W,C]` to `[null,K]` with
- * K >= 2 or when tfjs cannot build it, `ValidationError` (400) for a non-finite or non-positive
- * preprocess, and `ShapeMismatchError` (422) when preprocess does not have C entries.
+ * K >= 2 or when tfjs cannot build it, `ValidationError` (400) for a non-finite preprocess or a std below
+ * `MIN_STD`, and `ShapeMismatchError` (422) when preprocess does not have C entries.
  */
 export async function loadClassifier(
   artifacts: BundleArtifacts,

@@ -448,3 +448,77 @@ Deno.test("imagesFromFiles() on randomly mutated PNGs and JPEGs either decodes o
     { numRuns: 300, seed: 1125 },
   );
 });
+
+/** A PNG whose IHDR claims `width`×`height` at any colour type and bit depth, with tiny data. */
+function claimingPng(width: number, height: number, colorType: number, depth: number): Uint8Array {
+  const png = handPng(width, height, colorType, deflateSync(new Uint8Array(64)));
+  png[24] = depth;
+  // Re-seal the IHDR's CRC after the depth edit.
+  let crc = 0xffffffff;
+  for (const b of png.subarray(12, 29)) crc = CRC_TABLE[(crc ^ b) & 0xff] ^ (crc >>> 8);
+  new DataView(png.buffer).setUint32(29, (crc ^ 0xffffffff) >>> 0);
+  return png;
+}
+
+Deno.test("imagesFromFiles() budgets a PNG by the file's own channels and bit depth, not the model's", () => {
+  // 500×500 16-bit RGBA decodes to 2,000,000 bytes: over a 1,000,000 budget even when the model
+  // wants one grey channel (500×500×1 = 250,000 values would pass).
+  const bomb = claimingPng(500, 500, 6, 16);
+  const t0 = performance.now();
+  throwsHttp(
+    () => imagesFromFiles([file("rgba16.png", bomb)], LIMITS, 1),
+    LimitExceededError,
+    /'rgba16\.png' is 500×500 with 4 channel\(s\) of 16 bits in the file, 2000000 bytes/,
+  );
+  assert.ok(performance.now() - t0 < 100, "refused from the header, before inflating");
+  // 8-bit grey+alpha of the same size is 500,000 bytes: within budget, so the data is what fails.
+  throwsHttp(
+    () => imagesFromFiles([file("ga8.png", claimingPng(500, 500, 4, 8))], LIMITS, 1),
+    MalformedInputError,
+    /inflates to/,
+  );
+  // A real, small 16-bit RGBA file still decodes.
+  const data = Uint16Array.from(pattern(4, 4, 4, 65535));
+  const png = pngEncode({ width: 4, height: 4, data, channels: 4, depth: 16 });
+  assert.deepEqual(imagesFromFiles([file("ok.png", png)], LIMITS, 1).shape, [1, 4, 4, 1]);
+});
+
+/** A jpeg-js baseline JPEG with its SOF0 marker and sample precision rewritten. */
+function jpegWith(marker: number, precision = 8): Uint8Array {
+  const jpg = new Uint8Array(jpeg.encode({ width: 8, height: 8, data: new Uint8Array(256) }).data);
+  const sof = jpg.findIndex((b, i) => b === 0xff && jpg[i + 1] === 0xc0);
+  jpg[sof + 1] = marker;
+  jpg[sof + 4] = precision;
+  return jpg;
+}
+
+Deno.test("imagesFromFiles() refuses 12-bit and arithmetic-coded JPEGs with 415 before decoding", () => {
+  throwsHttp(
+    () => imagesFromFiles([file("deep.jpg", jpegWith(0xc1, 12))], LIMITS),
+    UnsupportedMediaTypeError,
+    /'deep\.jpg' has 12-bit samples/,
+  );
+  throwsHttp(
+    () => imagesFromFiles([file("deep0.jpg", jpegWith(0xc0, 12))], LIMITS),
+    UnsupportedMediaTypeError,
+    /12-bit/,
+  );
+  for (const m of [0xc3, 0xc5, 0xc9, 0xca, 0xcb, 0xcd, 0xce, 0xcf]) {
+    throwsHttp(
+      () => imagesFromFiles([file("arith.jpg", jpegWith(m))], LIMITS),
+      UnsupportedMediaTypeError,
+      new RegExp(`SOF 0x${m.toString(16)}`),
+    );
+  }
+  // A DAC segment (arithmetic-coding conditioning) before the frame header.
+  const jpg = jpegWith(0xc0);
+  const dac = Uint8Array.from([0xff, 0xcc, 0x00, 0x04, 0x00, 0x10]);
+  const withDac = new Uint8Array([...jpg.subarray(0, 2), ...dac, ...jpg.subarray(2)]);
+  throwsHttp(
+    () => imagesFromFiles([file("dac.jpg", withDac)], LIMITS),
+    UnsupportedMediaTypeError,
+    /arithmetic-coded/,
+  );
+  // The unedited file still decodes.
+  assert.deepEqual(imagesFromFiles([file("ok.jpg", jpegWith(0xc0))], LIMITS).shape, [1, 8, 8, 3]);
+});

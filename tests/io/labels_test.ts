@@ -30,7 +30,17 @@ Deno.test("parseLabels() reads a JSON array of integers, 1.0 and -0 included", (
 });
 
 Deno.test("parseLabels() reads integer .npy of rank 1 or (N, 1) in every integer dtype", () => {
-  for (const dtype of ["uint8", "int8", "int16", "uint16", "int32", "uint32", "int64"] as const) {
+  const dtypes = [
+    "uint8",
+    "int8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+  ] as const;
+  for (const dtype of dtypes) {
     assert.deepEqual(
       parseLabels(npy({ dtype, shape: [3], data: [4, 0, 9] }), TEN),
       Int32Array.from([4, 0, 9]),
@@ -48,9 +58,77 @@ Deno.test("parseLabels() requires an integer dtype in .npy, even for integral fl
     /integer dtype .* got float32 \(convert with y\.astype\('int64'\)\)/,
   );
   throwsHttp(
-    () => parseLabels(npy({ dtype: "bool", shape: [3], data: [1, 0, 1] }), TEN),
+    () => parseLabels(npy({ dtype: "float64", shape: [3], data: [1, 2, 3] }), TEN),
     UnprocessableError,
-    /got bool/,
+    /got float64/,
+  );
+});
+
+/** A little-endian `.npy` with a hand-written `descr` and raw data bytes (what numpy writes). */
+function rawNpy(descr: string, n: number, data: Uint8Array) {
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${n},), }`;
+  const pad = (64 - ((10 + dict.length + 1) % 64)) % 64;
+  const header = new TextEncoder().encode(dict + " ".repeat(pad) + "\n");
+  const out = new Uint8Array(10 + header.length + data.length);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  out.set(header, 10);
+  out.set(data, 10 + header.length);
+  return { bytes: out, kind: "npy" as const };
+}
+
+Deno.test("parseLabels() accepts boolean .npy as 0/1 labels (is_poison masks, two-class labels)", () => {
+  const two = { count: 4, numClasses: 2 };
+  assert.deepEqual(
+    parseLabels(npy({ dtype: "bool", shape: [4], data: [1, 0, 0, 1] }), two),
+    Int32Array.from([1, 0, 0, 1]),
+  );
+  // numpy writes True as 1, but any non-zero byte is True: never a label 255.
+  assert.deepEqual(
+    parseLabels(rawNpy("|b1", 4, Uint8Array.from([0, 255, 2, 1])), two),
+    Int32Array.from([0, 1, 1, 1]),
+  );
+  const column = npy({ dtype: "bool", shape: [4, 1], data: [0, 0, 1, 1] });
+  assert.deepEqual(parseLabels(column, two), Int32Array.from([0, 0, 1, 1]));
+  // A bool is still checked against the class count: one class cannot hold a 1.
+  throwsHttp(
+    () =>
+      parseLabels(npy({ dtype: "bool", shape: [4], data: [1, 0, 0, 1] }), {
+        count: 4,
+        numClasses: 1,
+      }),
+    UnprocessableError,
+    /label 1 at index 0 is out of range/,
+  );
+});
+
+Deno.test("parseLabels() accepts narrow and unsigned integer dtypes, uint64 included, range-checked not wrapped", () => {
+  const u8 = new Uint8Array(24);
+  const v = new DataView(u8.buffer);
+  [7n, 0n, 9n].forEach((x, i) => v.setBigUint64(8 * i, x, true));
+  assert.deepEqual(parseLabels(rawNpy("<u8", 3, u8), TEN), Int32Array.from([7, 0, 9]));
+  // 2^64 - 1 must be refused as out of range, not wrapped to -1 or read as a float.
+  v.setBigUint64(8, 0xffffffffffffffffn, true);
+  throwsHttp(
+    () => parseLabels(rawNpy("<u8", 3, u8), TEN),
+    UnprocessableError,
+    /label 18446744073709551615 at index 1 is out of range/,
+  );
+  // int8 -1 is out of range (not 255); uint16 300 is out of range for 10 classes.
+  throwsHttp(
+    () => parseLabels(rawNpy("|i1", 3, Uint8Array.from([1, 0xff, 2])), TEN),
+    UnprocessableError,
+    /label -1 at index 1/,
+  );
+  throwsHttp(
+    () => parseLabels(npy({ dtype: "uint16", shape: [3], data: [1, 300, 2] }), TEN),
+    UnprocessableError,
+    /label 300 at index 1/,
+  );
+  // Big-endian narrow ints are converted.
+  assert.deepEqual(
+    parseLabels(rawNpy(">i2", 3, Uint8Array.from([0, 3, 0, 0, 0, 9])), TEN),
+    Int32Array.from([3, 0, 9]),
   );
 });
 
