@@ -4,13 +4,10 @@
  */
 import type { Hono } from "hono";
 import { AttackParamsSchema } from "../src/attacks/options.ts";
-import { runAttack } from "../src/attacks/run.ts";
 import type { AppEnv } from "../src/http/env.ts";
-import { readForm } from "../src/http/form.ts";
-import { loadModel, PARTS, readBundle, readLabelledImages } from "../src/http/inputs.ts";
+import { computeHandler } from "../src/http/compute_route.ts";
+import { PARTS } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
-import { jsonPart, multipartReply, wantsJson } from "../src/http/reply.ts";
-import { encodeNpy } from "../src/io/npy.ts";
 
 export const operations: Operation[] = [{
   method: "post",
@@ -36,34 +33,8 @@ export const operations: Operation[] = [{
 }];
 
 export function register(app: Hono<AppEnv>): void {
-  app.post("/v1/attacks", async (c) => {
-    const { config, queue, backend } = c.get("services");
-    const signal = c.get("signal");
-    const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
-    const params = await form.json("params", AttackParamsSchema);
-    const bundle = await readBundle(form, config);
-    const result = await queue.run(async () => {
-      const clf = await loadModel(bundle, params.preprocess);
-      try {
-        const { images, labels } = await readLabelledImages(form, config, clf);
-        return await runAttack(clf, images, labels, params, {
-          signal,
-          maxCost: config.MAX_ATTACK_COST,
-        });
-      } finally {
-        clf.dispose();
-      }
-    }, signal);
-    const report = { ...result.report, backend: backend.name };
-    if (wantsJson(c)) return c.json(report);
-    return multipartReply([
-      {
-        name: "adversarial",
-        filename: "adversarial.npy",
-        type: "application/octet-stream",
-        bytes: encodeNpy({ dtype: "float32", shape: result.shape, data: result.adversarial }),
-      },
-      jsonPart("report", report),
-    ]);
-  });
+  app.post(
+    "/v1/attacks",
+    computeHandler({ op: "attacks", params: AttackParamsSchema, jsonAlone: true }),
+  );
 }

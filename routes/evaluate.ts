@@ -5,28 +5,11 @@
  */
 import type { Hono } from "hono";
 import { z } from "zod";
-import { CostExceededError, UnprocessableError } from "../src/errors.ts";
 import type { AppEnv } from "../src/http/env.ts";
-import { type Form, readForm } from "../src/http/form.ts";
-import {
-  loadModel,
-  PARTS,
-  readBundle,
-  readImagesFor,
-  readLabelledImages,
-  readLabels,
-} from "../src/http/inputs.ts";
+import { computeHandler } from "../src/http/compute_route.ts";
+import { PARTS } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
-import type { Config } from "../src/config.ts";
-import type { LoadedClassifier } from "../src/model/load_classifier.ts";
-import { checkTarget } from "../src/metrics/check.ts";
-import {
-  attackOptions,
-  type BackdoorInput,
-  evaluate,
-  type EvaluateParams,
-  EvaluateParamsSchema,
-} from "../src/metrics/evaluate.ts";
+import { EvaluateParamsSchema } from "../src/metrics/evaluate.ts";
 
 /** The figures a pipeline reads first, next to the detailed reports. */
 const EvaluateReply = z.object({
@@ -75,110 +58,6 @@ export const operations: Operation[] = [{
   response: EvaluateReply,
 }];
 
-/** The backdoor to measure, from params and parts; undefined when none was asked for. */
-async function readBackdoor(
-  form: Form,
-  config: Config,
-  clf: LoadedClassifier,
-  params: EvaluateParams,
-): Promise<BackdoorInput | undefined> {
-  const bd = params.backdoor;
-  const hasImages = form.has("backdoor_images");
-  if (bd === undefined) {
-    if (hasImages || form.has("backdoor_labels") || form.has("backdoor_source_labels")) {
-      throw new UnprocessableError(
-        'backdoor parts were sent without params.backdoor; add {"backdoor": {"target": T}} ' +
-          "(or {} with 'backdoor_labels')",
-      );
-    }
-    return undefined;
-  }
-  const k = clf.numClasses;
-  if (bd.trigger !== undefined) {
-    if (hasImages) {
-      throw new UnprocessableError(
-        "send either params.backdoor.trigger or the 'backdoor_images' part, not both",
-      );
-    }
-    if (bd.target === undefined) {
-      throw new UnprocessableError("params.backdoor.trigger needs params.backdoor.target");
-    }
-    checkTarget(bd.target, k);
-    return { trigger: bd.trigger, target: bd.target };
-  }
-  if (!hasImages) {
-    throw new UnprocessableError(
-      "params.backdoor needs either a 'trigger' spec or the 'backdoor_images' part",
-    );
-  }
-  const images = await readImagesFor(form, config, clf, "backdoor_images");
-  const expect = { count: images.shape[0], numClasses: k };
-  const targets = await readLabels(form, "backdoor_labels", expect, false);
-  if (targets !== undefined) {
-    if (bd.target !== undefined && targets.some((t) => t !== bd.target)) {
-      throw new UnprocessableError(
-        `params.backdoor.target is ${bd.target} but 'backdoor_labels' names other classes; ` +
-          "send one or the other",
-      );
-    }
-    return { images, targets };
-  }
-  if (bd.target === undefined) {
-    throw new UnprocessableError(
-      "'backdoor_images' need params.backdoor.target or the 'backdoor_labels' part",
-    );
-  }
-  checkTarget(bd.target, k);
-  const sourceLabels = await readLabels(form, "backdoor_source_labels", expect, false);
-  return { images, target: bd.target, sourceLabels };
-}
-
 export function register(app: Hono<AppEnv>): void {
-  app.post("/v1/evaluate", async (c) => {
-    const { config, queue, backend } = c.get("services");
-    const signal = c.get("signal");
-    const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
-    const params = await form.json("params", EvaluateParamsSchema);
-    const bundle = await readBundle(form, config);
-    const body = await queue.run(async () => {
-      const clf = await loadModel(bundle, params.preprocess);
-      try {
-        const { images, labels } = await readLabelledImages(form, config, clf);
-        const n = images.shape[0];
-        const attack = attackOptions(params);
-        if (attack !== undefined) {
-          const cost = Math.min(n, attack.maxImages ?? n) * (attack.steps ?? 20) *
-            (attack.restarts ?? 1);
-          if (cost > config.MAX_ATTACK_COST) {
-            throw new CostExceededError(
-              `robust accuracy would cost ${cost} gradient evaluations (images × steps × ` +
-                `restarts); the limit is MAX_ATTACK_COST=${config.MAX_ATTACK_COST}: lower ` +
-                "attack.max_images, steps or restarts",
-              { cost, limit: config.MAX_ATTACK_COST },
-            );
-          }
-        }
-        const backdoor = await readBackdoor(form, config, clf, params);
-        const report = await evaluate(clf, { test: { images, labels }, backdoor, attack }, {
-          batchSize: params.batch_size,
-          signal,
-        });
-        return {
-          clean_accuracy: report.clean.accuracy,
-          ...(report.backdoor
-            ? {
-              attack_success_rate: report.backdoor.asr,
-              clean_target_rate: report.backdoor.clean_target_rate ?? null,
-            }
-            : {}),
-          ...(report.robust ? { robust_accuracy: report.robust.robust_accuracy } : {}),
-          ...report,
-          backend: backend.name,
-        };
-      } finally {
-        clf.dispose();
-      }
-    }, signal);
-    return c.json(body);
-  });
+  app.post("/v1/evaluate", computeHandler({ op: "evaluate", params: EvaluateParamsSchema }));
 }

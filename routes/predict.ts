@@ -2,10 +2,9 @@
 import type { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../src/http/env.ts";
-import { readForm } from "../src/http/form.ts";
-import { loadModel, PARTS, readBundle, readImagesFor } from "../src/http/inputs.ts";
+import { computeHandler } from "../src/http/compute_route.ts";
+import { PARTS } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
-import { predict } from "../src/model/predict.ts";
 import { PreprocessSchema } from "../src/model/preprocess_schema.ts";
 
 export const PredictParams = z.object({
@@ -40,33 +39,13 @@ export const operations: Operation[] = [{
 }];
 
 export function register(app: Hono<AppEnv>): void {
-  app.post("/v1/predict", async (c) => {
-    const { config, queue, backend } = c.get("services");
-    const signal = c.get("signal");
-    const t0 = performance.now();
-    const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
-    const params = await form.json("params", PredictParams);
-    const bundle = await readBundle(form, config);
-    const body = await queue.run(async () => {
-      const clf = await loadModel(bundle, params.preprocess);
-      try {
-        const images = await readImagesFor(form, config, clf);
-        const predictions = await predict(clf, images, {
-          topK: params.top_k,
-          logits: params.logits,
-          batchSize: params.batch_size,
-          signal,
-        });
-        return {
-          predictions,
-          model: { input_shape: clf.inputShape, num_classes: clf.numClasses },
-          backend: backend.name,
-          time_ms: Math.round(performance.now() - t0),
-        };
-      } finally {
-        clf.dispose();
-      }
-    }, signal);
-    return c.json(body);
-  });
+  app.post(
+    "/v1/predict",
+    computeHandler({
+      op: "predict",
+      params: PredictParams,
+      reply: (c, out, startedAt) =>
+        c.json({ ...out.json as object, time_ms: Math.round(performance.now() - startedAt) }),
+    }),
+  );
 }

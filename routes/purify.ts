@@ -10,12 +10,11 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import { ValidationError } from "../src/errors.ts";
 import type { AppEnv } from "../src/http/env.ts";
-import { parseJson, readForm } from "../src/http/form.ts";
-import { loadModel, PARTS, readBundle, readLabelledImages } from "../src/http/inputs.ts";
+import { computeHandler } from "../src/http/compute_route.ts";
+import { parseJson } from "../src/http/form.ts";
+import { PARTS } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
-import { jsonPart, multipartReply } from "../src/http/reply.ts";
 import { RoundParamsSchema } from "../src/purify/params.ts";
-import { runRound } from "../src/purify/round.ts";
 import { PRESETS, ScheduleSchema } from "../src/purify/schedule.ts";
 
 const PresetQuery = z.enum(Object.keys(PRESETS) as [keyof typeof PRESETS]);
@@ -65,55 +64,20 @@ export function register(app: Hono<AppEnv>): void {
     return c.json(PRESETS[q.data]());
   });
 
-  app.post("/v1/purify/rounds", async (c) => {
-    const { config, queue, backend } = c.get("services");
-    const signal = c.get("signal");
-    const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
-    const params = await form.json("params", RoundParamsSchema);
-    const statePart = await form.file("state");
-    // Parsed here, validated by the round against the model and dataset it is sent with.
-    const state = statePart
-      ? parseJson(new TextDecoder().decode(statePart.bytes), z.unknown(), "state")
-      : undefined;
-    const bundle = await readBundle(form, config);
-    const out = await queue.run(async () => {
-      const clf = await loadModel(bundle, params.preprocess);
-      try {
-        const { images, labels } = await readLabelledImages(form, config, clf);
-        const result = await runRound(clf, images, labels, params, state, {
-          maxSteps: config.MAX_ROUND_STEPS,
-          maxMs: config.MAX_ROUND_MS,
-          signal,
-        });
-        // Saved only after the round succeeded: a failed round's half-trained weights are dropped.
-        const saved = await clf.save();
-        return { result, saved };
-      } finally {
-        clf.dispose();
-      }
-    }, signal);
-    const report = { ...out.result.report, backend: backend.name };
-    return multipartReply(
-      [
-        {
-          name: "model",
-          filename: "model.json",
-          type: "application/json",
-          bytes: out.saved.modelJson,
-        },
-        ...out.saved.weights.map((w) => ({
-          name: "weights",
-          filename: w.name,
-          type: "application/octet-stream",
-          bytes: w.bytes,
-        })),
-        jsonPart("state", out.result.state),
-        jsonPart("report", report),
-      ],
-      {
-        "X-Purify-Done": String(out.result.done),
-        "X-Purify-Progress": String(report.progress),
+  app.post(
+    "/v1/purify/rounds",
+    computeHandler({
+      op: "purify",
+      params: RoundParamsSchema,
+      extras: async (form) => {
+        const part = await form.file("state");
+        // Parsed here, validated by the round against the model and dataset it is sent with.
+        return {
+          state: part
+            ? parseJson(new TextDecoder().decode(part.bytes), z.unknown(), "state")
+            : undefined,
+        };
       },
-    );
-  });
+    }),
+  );
 }

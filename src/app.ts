@@ -6,15 +6,15 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { routePath } from "hono/route";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import * as tf from "@tensorflow/tfjs";
 import type { Config } from "./config.ts";
-import { HttpError, LimitExceededError, SaturatedError } from "./errors.ts";
+import { sharedSupervisor, type Supervisor } from "./engine/supervisor.ts";
+import { HttpError, LimitExceededError } from "./errors.ts";
 import { accessLog } from "./http/access_log.ts";
 import { bearerAuth } from "./http/auth.ts";
 import { deadline } from "./http/deadline.ts";
 import { EngineQueue } from "./http/engine_queue.ts";
 import type { AppEnv, Services } from "./http/env.ts";
-import { Metrics } from "./http/metrics.ts";
+import { Metrics, UNMATCHED } from "./http/metrics.ts";
 import { buildOpenApi, type Operation } from "./http/openapi.ts";
 import { requestId } from "./http/request_id.ts";
 import type { BackendInfo } from "./tensor/backend.ts";
@@ -35,12 +35,24 @@ interface RouteModule {
 
 const ROUTES: RouteModule[] = [health, docs, predict, attacks, detect, evaluate, purify];
 
-export function createApp(opts: { config: Config; backend: BackendInfo }): Hono<AppEnv> {
+/**
+ * The app over `engine` (default: the process's shared engines for this config's engine
+ * settings, started on first use). `backend` is accepted for older callers and ignored: the
+ * backend is chosen inside the engine workers.
+ */
+export function createApp(
+  opts: { config: Config; engine?: Supervisor; backend?: BackendInfo },
+): Hono<AppEnv> {
+  const engine = opts.engine ?? sharedSupervisor(opts.config);
   const services: Services = {
     config: opts.config,
-    backend: opts.backend,
+    engine,
     metrics: new Metrics(),
-    queue: new EngineQueue(opts.config.QUEUE_SIZE, opts.config.RETRY_AFTER_S),
+    queue: new EngineQueue(
+      opts.config.QUEUE_SIZE,
+      opts.config.RETRY_AFTER_S,
+      opts.config.ENGINE_WORKERS,
+    ),
   };
   const app = new Hono<AppEnv>();
 
@@ -51,7 +63,7 @@ export function createApp(opts: { config: Config; backend: BackendInfo }): Hono<
     await next();
     services.metrics.observe(
       c.req.method,
-      routePath(c),
+      c.get("unmatched") ? UNMATCHED : routePath(c),
       c.res.status,
       (performance.now() - t0) / 1000,
     );
@@ -76,17 +88,21 @@ export function createApp(opts: { config: Config; backend: BackendInfo }): Hono<
   app.get("/openapi.json", (c) => c.json(openapi as object));
   docs.mountPage(app, openapi);
 
-  app.notFound((c) =>
-    c.json({
+  app.notFound((c) => {
+    c.set("unmatched", true);
+    return c.json({
       error: {
         code: "not_found",
-        message: `no route for ${c.req.method} ${c.req.path}; see /openapi.json`,
+        message: `no route for ${c.req.method.slice(0, 16)} ${c.req.path.slice(0, 200)}; ` +
+          "see /openapi.json",
       },
-    }, 404)
-  );
+    }, 404);
+  });
   app.onError((err, c) => {
     if (err instanceof HttpError) {
-      if (err instanceof SaturatedError) c.header("Retry-After", String(err.retryAfterS));
+      // Saturation and engine restarts say when to come back.
+      const retryAfterS = (err as { retryAfterS?: unknown }).retryAfterS;
+      if (typeof retryAfterS === "number") c.header("Retry-After", String(retryAfterS));
       return c.json(
         { error: { code: err.code, message: err.message, details: err.details } },
         err.status as ContentfulStatusCode,
@@ -98,7 +114,6 @@ export function createApp(opts: { config: Config; backend: BackendInfo }): Hono<
       msg: "unhandled error",
       request_id: c.get("requestId"),
       error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
-      tensors: tf.memory().numTensors,
     }));
     return c.json({
       error: {

@@ -60,6 +60,38 @@ export const ConfigSchema = z.object({
   REQUEST_TIMEOUT_MS: int(600_000, 1_000, 86_400_000, "time budget of one request (504 beyond)"),
   QUEUE_SIZE: int(16, 0, 10_000, "requests that may wait for the tensor engine (503 beyond)"),
   RETRY_AFTER_S: int(5, 1, 3600, "Retry-After sent with 503 when the queue is full"),
+  ENGINE_WORKERS: int(
+    1,
+    1,
+    64,
+    "tensor engines (Web Workers), each running one job at a time; see 'Engines and replicas'",
+  ),
+  ENGINE_GRACE_MS: int(
+    2_000,
+    100,
+    600_000,
+    "time an engine gets to stop after its job's deadline or client abort before it is replaced",
+  ),
+  ENGINE_START_MS: int(
+    120_000,
+    1_000,
+    600_000,
+    "longest an engine may take to start its backend and warm up before it is replaced",
+  ),
+  MEMORY_LIMIT_MB: int(
+    6_144,
+    64,
+    4_194_304,
+    "the container's memory limit (MiB); engines are recycled against a share of it",
+  ),
+  ENGINE_RECYCLE_SHARE: z.coerce.number().min(0).max(1).default(0.5).describe(
+    "replace an engine between jobs once its memory passes this share of MEMORY_LIMIT_MB / " +
+      "ENGINE_WORKERS (the wasm heap never shrinks); 0 never recycles",
+  ),
+  ENGINE_TEST_HOOKS: z.enum(["true", "false"]).default("false").transform((v) => v === "true")
+    .describe(
+      "tests only: honour the X-Engine-Fault request header (trap, oom, die, hang); never in production",
+    ),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -78,6 +78,22 @@ export class CostExceededError extends HttpError {
   }
 }
 
+/**
+ * The model produced NaN or an infinity (logits, probabilities, gradients or trained weights) on
+ * the given inputs; `where` names the output. Such a result is refused rather than sent as `null`.
+ */
+export class NonFiniteError extends HttpError {
+  constructor(where: string, details?: Record<string, unknown>) {
+    super(
+      422,
+      "non_finite",
+      `the model produced a non-finite value (NaN or infinity) in ${where} on these inputs; ` +
+        "check the weights and the preprocessing",
+      { where, ...details },
+    );
+  }
+}
+
 /** Missing or wrong bearer token. */
 export class UnauthorizedError extends HttpError {
   constructor() {

@@ -1,13 +1,16 @@
 /**
- * Entry point: read the config, pick and warm the tensor backend, serve.
+ * Entry point: read the config, start and warm the tensor engines (workers that own the backend),
+ * serve. The HTTP thread itself never initialises a tensor backend.
  */
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
-import { initBackend } from "./tensor/backend.ts";
+import { engineOptions, Supervisor } from "./engine/supervisor.ts";
 
 try {
   const config = loadConfig();
-  const backend = await initBackend(config.BACKEND, { wasmThreads: config.WASM_THREADS });
+  const engine = new Supervisor(engineOptions(config));
+  await engine.ready();
+  const backend = engine.backend!;
   console.log(JSON.stringify({
     ts: new Date().toISOString(),
     level: "info",
@@ -17,11 +20,15 @@ try {
     wasm_threads: backend.wasmThreads,
     skipped: backend.skipped,
     warmup_ms: backend.warmupMs,
+    engine_workers: config.ENGINE_WORKERS,
   }));
-  const app = createApp({ config, backend });
+  const app = createApp({ config, engine });
   const ac = new AbortController();
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(sig, () => ac.abort());
+    Deno.addSignalListener(sig, () => {
+      ac.abort();
+      engine.close();
+    });
   }
   Deno.serve({
     port: config.PORT,

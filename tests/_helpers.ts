@@ -22,17 +22,31 @@ export async function assertNoLeak<T>(fn: () => Promise<T> | T): Promise<T> {
   return out;
 }
 
-/** An in-process app on the test backend, with config from `env` (defaults otherwise). */
+/**
+ * An in-process app with config from `env` (defaults otherwise), its engines on the test backend
+ * (`BACKEND`, default wasm) and warm. Apps with the same engine settings share their engines
+ * (workers), so a test file starts one worker, not one per test. `app.engine` is the supervisor:
+ * `app.engine.snapshot().tensors` is the engines' live tensor count after their last job.
+ */
 export async function testApp(env: Record<string, string> = {}) {
-  const [{ createApp }, { loadConfig }] = await Promise.all([
+  const [{ createApp }, { loadConfig }, { sharedSupervisor }] = await Promise.all([
     import("../src/app.ts"),
     import("../src/config.ts"),
+    import("../src/engine/supervisor.ts"),
   ]);
-  const backend = await setupBackend();
-  return createApp({
-    config: loadConfig({ LOG_REQUESTS: "false", ...env }),
-    backend: backend as Parameters<typeof createApp>[0]["backend"],
+  const config = loadConfig({
+    LOG_REQUESTS: "false",
+    BACKEND: Deno.env.get("BACKEND") ?? "wasm",
+    ...env,
   });
+  const engine = sharedSupervisor(config);
+  await engine.ready();
+  return Object.assign(createApp({ config, engine }), { engine });
+}
+
+/** Live tensors in the app's engines (as reported after each job; see `testApp`). */
+export function engineTensors(app: { engine: { snapshot(): { tensors: number } } }): number {
+  return app.engine.snapshot().tensors;
 }
 
 /** Asserts the DESIGN.md error shape and returns the error code. */

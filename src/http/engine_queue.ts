@@ -1,30 +1,36 @@
 /**
- * One tensor job at a time per process, with a bounded wait queue. The tfjs engine is a
- * process-wide singleton: interleaving two requests' training loops doubles peak memory and
- * gains no throughput on a single backend, so work is serialised and excess load is shed with
- * 503 + Retry-After instead of piling up.
+ * At most `slots` tensor jobs at a time (one per engine, `ENGINE_WORKERS`), with a bounded wait
+ * queue. Each engine runs one job at a time: interleaving two jobs on one backend doubles peak
+ * memory and gains no throughput, so work beyond the engines waits, and load beyond the queue
+ * is shed with 503 + Retry-After instead of piling up.
  */
 import { SaturatedError } from "../errors.ts";
 
 export class EngineQueue {
-  #busy = false;
+  #running = 0;
   #waiters: { resolve: () => void; reject: (e: unknown) => void; signal?: AbortSignal }[] = [];
 
-  constructor(readonly maxWaiting: number, readonly retryAfterS: number) {}
+  constructor(readonly maxWaiting: number, readonly retryAfterS: number, readonly slots = 1) {}
 
   get waiting(): number {
     return this.#waiters.length;
   }
 
-  get busy(): boolean {
-    return this.#busy;
+  /** Jobs running now. */
+  get running(): number {
+    return this.#running;
   }
 
-  /** Runs `job` when the engine is free; rejects with 503 when the queue is full. */
+  /** True while any job runs. */
+  get busy(): boolean {
+    return this.#running > 0;
+  }
+
+  /** Runs `job` when a slot is free; rejects with 503 when the queue is full. */
   async run<T>(job: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     // A client that left while its body was read never takes a place in the queue.
     signal?.throwIfAborted();
-    if (this.#busy) {
+    if (this.#running >= this.slots) {
       if (this.#waiters.length >= this.maxWaiting) throw new SaturatedError(this.retryAfterS);
       await new Promise<void>((resolve, reject) => {
         const w = { resolve, reject, signal };
@@ -37,16 +43,18 @@ export class EngineQueue {
           }
         }, { once: true });
       });
+    } else {
+      this.#running++;
     }
-    this.#busy = true;
     try {
-      // Inside the try: a waiter handed the engine must pass it on even when it has been aborted.
+      // Inside the try: a waiter handed a slot must pass it on even when it has been aborted.
       signal?.throwIfAborted();
       return await job();
     } finally {
+      // The slot goes straight to the next waiter (the count stays), or is freed.
       const next = this.#waiters.shift();
       if (next) next.resolve();
-      else this.#busy = false;
+      else this.#running--;
     }
   }
 }

@@ -1,12 +1,13 @@
 /** The typed per-request context shared by middleware and routes. */
 import type { Config } from "../config.ts";
-import type { BackendInfo } from "../tensor/backend.ts";
+import type { Supervisor } from "../engine/supervisor.ts";
 import type { EngineQueue } from "./engine_queue.ts";
 import type { Metrics } from "./metrics.ts";
 
 export interface Services {
   config: Config;
-  backend: BackendInfo;
+  /** The tensor engines (workers); all tfjs work runs there. */
+  engine: Supervisor;
   metrics: Metrics;
   queue: EngineQueue;
 }
@@ -17,5 +18,7 @@ export type AppEnv = {
     /** Aborted when the client goes away or the request's time budget runs out. */
     signal: AbortSignal;
     services: Services;
+    /** Set by the not-found handler: the request matched no route. */
+    unmatched: boolean;
   };
 };

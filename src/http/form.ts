@@ -5,6 +5,7 @@
  */
 import type { z } from "zod";
 import {
+  ClientClosedRequestError,
   LimitExceededError,
   MalformedInputError,
   MissingPartError,
@@ -19,20 +20,19 @@ export interface FilePart {
   type: string;
 }
 
-export class Form {
-  constructor(readonly data: FormData) {}
+/** A request's parts by field name, in arrival order: plain data, so it can be sent to a worker. */
+export type PartMap = Record<string, FilePart[]>;
 
-  /** Every entry under `field`, as bytes (text fields become UTF-8 bytes named after the field). */
-  async files(field: string): Promise<FilePart[]> {
-    const out: FilePart[] = [];
-    for (const v of this.data.getAll(field)) {
-      if (typeof v === "string") {
-        out.push({ name: field, bytes: new TextEncoder().encode(v), type: "text/plain" });
-      } else {
-        out.push({ name: v.name, bytes: new Uint8Array(await v.arrayBuffer()), type: v.type });
-      }
-    }
-    return out;
+/**
+ * Typed access to a request's parts. Built from bytes already read (the HTTP thread reads the
+ * body once; the engine worker gets the same {@link PartMap} with its buffers transferred).
+ */
+export class Form {
+  constructor(readonly parts: PartMap) {}
+
+  /** Every entry under `field`, as bytes (text fields are UTF-8 bytes named after the field). */
+  files(field: string): Promise<FilePart[]> {
+    return Promise.resolve(Object.hasOwn(this.parts, field) ? this.parts[field] : []);
   }
 
   /** Exactly one entry under `field`; `undefined` when absent and not required. */
@@ -47,8 +47,17 @@ export class Form {
     return all[0];
   }
 
+  /** The distinct buffers behind every part (the transfer list that hands them to a worker). */
+  buffers(): ArrayBuffer[] {
+    const out = new Set<ArrayBuffer>();
+    for (const list of Object.values(this.parts)) {
+      for (const p of list) out.add(p.bytes.buffer as ArrayBuffer);
+    }
+    return [...out];
+  }
+
   has(field: string): boolean {
-    return this.data.has(field);
+    return Object.hasOwn(this.parts, field) && this.parts[field].length > 0;
   }
 
   /** Parses the JSON part `field` (default `{}` when absent) through `schema`. */
@@ -79,7 +88,10 @@ export function parseJson<S extends z.ZodType>(text: string, schema: S, what: st
   return r.data;
 }
 
-/** Reads a multipart body; refuses other media types (415) and too many parts (413). */
+/**
+ * Reads a multipart body into memory; refuses other media types (415) and too many parts (413).
+ * A client that goes away while its body is read is a 499 (nobody reads the answer), not a 400.
+ */
 export async function readForm(req: Request, limits: { maxParts: number }): Promise<Form> {
   const type = req.headers.get("content-type") ?? "";
   if (!/^multipart\/form-data\s*;/i.test(type)) {
@@ -92,17 +104,34 @@ export async function readForm(req: Request, limits: { maxParts: number }): Prom
     data = await req.formData();
   } catch (e) {
     if (e instanceof LimitExceededError) throw e;
+    if (req.signal.aborted || isConnectionLoss(e)) throw new ClientClosedRequestError();
     throw new MalformedInputError(
       `the multipart body could not be parsed: ${(e as Error).message}`,
     );
   }
-  let parts = 0;
-  for (const _ of data.keys()) parts++;
-  if (parts > limits.maxParts) {
-    throw new LimitExceededError(`too many multipart parts: ${parts} > ${limits.maxParts}`, {
-      parts,
+  let count = 0;
+  for (const _ of data.keys()) count++;
+  if (count > limits.maxParts) {
+    throw new LimitExceededError(`too many multipart parts: ${count} > ${limits.maxParts}`, {
+      parts: count,
       limit: limits.maxParts,
     });
   }
-  return new Form(data);
+  // No prototype: a part named '__proto__' is just a field.
+  const parts: PartMap = Object.create(null);
+  for (const [field, v] of data.entries()) {
+    const part = typeof v === "string"
+      ? { name: field, bytes: new TextEncoder().encode(v), type: "text/plain" }
+      : { name: v.name, bytes: new Uint8Array(await v.arrayBuffer()), type: v.type };
+    (Object.hasOwn(parts, field) ? parts[field] : (parts[field] = [])).push(part);
+  }
+  return new Form(parts);
+}
+
+/** Errors Deno's body reader raises when the peer resets or closes mid-body. */
+function isConnectionLoss(e: unknown): boolean {
+  const name = (e as { name?: string })?.name ?? "";
+  return ["BadResource", "ConnectionReset", "ConnectionAborted", "BrokenPipe", "UnexpectedEof"]
+    .includes(name) || /connection (reset|closed|aborted)|body (read|stream) (failed|aborted)/i
+    .test(String((e as Error)?.message ?? ""));
 }

@@ -1,8 +1,16 @@
 /**
- * Prometheus text exposition: request counts and duration histograms per route and status, plus
- * tensor-engine gauges. Kept dependency-free; the format is the plain 0.0.4 text format.
+ * Prometheus text exposition: request counts and duration histograms per method, route and
+ * status, engine restarts by cause, and tensor-engine gauges (as the engines last reported them).
+ * Every label has a bounded set of values: an unknown method is `other`, a path that matched no
+ * route is `unmatched`. Kept dependency-free; the format is the plain 0.0.4 text format.
  */
-import * as tf from "@tensorflow/tfjs";
+import type { EngineSnapshot } from "../engine/supervisor.ts";
+
+/** Methods counted under their own name; any other is `other`. */
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+
+/** The route label of a request that matched no route. */
+export const UNMATCHED = "unmatched";
 
 const BUCKETS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
@@ -17,7 +25,8 @@ export class Metrics {
   readonly startedAt = Date.now();
 
   observe(method: string, route: string, status: number, seconds: number): void {
-    const key = JSON.stringify([method, route, String(status)]);
+    const m = METHODS.has(method) ? method : "other";
+    const key = JSON.stringify([m, route, String(status)]);
     let s = this.#series.get(key);
     if (!s) {
       s = { count: 0, sum: 0, buckets: BUCKETS.map(() => 0) };
@@ -30,7 +39,9 @@ export class Metrics {
     });
   }
 
-  render(extra: { queueWaiting: number; busy: boolean; backend: string }): string {
+  render(
+    extra: { queueWaiting: number; running: number; backend: string; engine: EngineSnapshot },
+  ): string {
     const out: string[] = [];
     const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
     out.push("# HELP purifier_requests_total Requests served, by route and status.");
@@ -53,12 +64,29 @@ export class Metrics {
       out.push(`purifier_request_duration_seconds_sum{${l}} ${s.sum}`);
       out.push(`purifier_request_duration_seconds_count{${l}} ${s.count}`);
     }
-    const mem = tf.memory();
+    const e = extra.engine;
+    out.push("# HELP purifier_engine_restarts_total Tensor engines replaced, by cause.");
+    out.push("# TYPE purifier_engine_restarts_total counter");
+    for (const [cause, n] of Object.entries(e.restarts)) {
+      out.push(`purifier_engine_restarts_total{cause="${cause}"} ${n}`);
+    }
+    out.push(
+      "# HELP purifier_engine_leaked_jobs_total Jobs that left tensors behind in an engine.",
+    );
+    out.push("# TYPE purifier_engine_leaked_jobs_total counter");
+    out.push(`purifier_engine_leaked_jobs_total ${e.leakedJobs}`);
     const gauges: [string, string, number][] = [
-      ["purifier_tensors", "Live tfjs tensors.", mem.numTensors],
-      ["purifier_tensor_bytes", "Bytes held by live tfjs tensors.", mem.numBytes],
-      ["purifier_queue_waiting", "Requests waiting for the tensor engine.", extra.queueWaiting],
-      ["purifier_engine_busy", "1 while a tensor job runs.", extra.busy ? 1 : 0],
+      ["purifier_tensors", "Live tfjs tensors, all engines.", e.tensors],
+      ["purifier_tensor_bytes", "Bytes held by live tfjs tensors, all engines.", e.tensorBytes],
+      ["purifier_queue_waiting", "Requests waiting for a tensor engine.", extra.queueWaiting],
+      ["purifier_engine_busy", "Tensor jobs running now.", extra.running],
+      ["purifier_engines", "Tensor engines configured (ENGINE_WORKERS).", e.workers],
+      ["purifier_engines_warm", "Tensor engines started and warm.", e.warm],
+      [
+        "purifier_engine_memory_bytes",
+        "Memory of the engines (JS heaps + wasm heaps).",
+        e.memoryBytes,
+      ],
       ["purifier_rss_bytes", "Resident set size of the process.", Deno.memoryUsage().rss],
       ["purifier_uptime_seconds", "Seconds since start.", (Date.now() - this.startedAt) / 1000],
     ];

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
-import { errorCode, fixtureForm, setupBackend, testApp } from "../_helpers.ts";
+import { engineTensors, errorCode, fixtureForm, testApp } from "../_helpers.ts";
 import { EngineQueue } from "../../src/http/engine_queue.ts";
 
 /** A PGD request that runs for seconds: 64 images × 1,000 steps × 2 restarts, no early stop. */
@@ -24,8 +23,7 @@ async function capturingErrors<T>(fn: () => Promise<T> | T): Promise<{ out: T; l
 
 Deno.test("a client that disconnects mid-attack stops the work early, frees its tensors and the engine", async () => {
   const app = await testApp();
-  await setupBackend();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const ctl = new AbortController();
   const t0 = performance.now();
   setTimeout(() => ctl.abort(), 400);
@@ -41,16 +39,15 @@ Deno.test("a client that disconnects mid-attack stops the work early, frees its 
   // 2,000 steps take many seconds; the abort must be seen within a step or two of 400 ms.
   assert.ok(ms < 2000, `the attack ran ${ms.toFixed(0)} ms after being aborted at 400 ms`);
   assert.deepEqual(logged, [], "an abort is not an unexpected error");
-  assert.equal(tf.memory().numTensors, before);
+  assert.equal(engineTensors(app), before);
   const next = await app.request("/v1/predict", { method: "POST", body: fixtureForm() });
   assert.equal(next.status, 200, "the engine is free again");
-  assert.equal(tf.memory().numTensors, before);
+  assert.equal(engineTensors(app), before);
 });
 
 Deno.test("a queued request whose client leaves is dropped from the queue and never runs", async () => {
   const app = await testApp();
-  await setupBackend();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const first = new AbortController();
   const second = new AbortController();
   const running = app.request("/v1/attacks?format=json", {
@@ -74,13 +71,12 @@ Deno.test("a queued request whose client leaves is dropped from the queue and ne
   assert.equal(await errorCode(b, 499), "client_closed_request");
   assert.ok(secondDone < 800, `the queued request answered at ${secondDone.toFixed(0)} ms`);
   assert.equal(await errorCode(a, 499), "client_closed_request");
-  assert.equal(tf.memory().numTensors, before);
+  assert.equal(engineTensors(app), before);
 });
 
 Deno.test("a request past REQUEST_TIMEOUT_MS gets its 504 on time and its work stops", async () => {
   const app = await testApp({ REQUEST_TIMEOUT_MS: "1000" });
-  await setupBackend();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const t0 = performance.now();
   const { out: res, logged } = await capturingErrors(() =>
     app.request("/v1/attacks?format=json", { method: "POST", body: longAttack() })
@@ -91,13 +87,12 @@ Deno.test("a request past REQUEST_TIMEOUT_MS gets its 504 on time and its work s
   // The stopped job hands the engine on: the next request runs, and no tensor is left.
   const next = await app.request("/v1/predict", { method: "POST", body: fixtureForm() });
   assert.equal(next.status, 200);
-  assert.equal(tf.memory().numTensors, before);
+  assert.equal(engineTensors(app), before);
   assert.deepEqual(logged, []);
 });
 
 Deno.test("beyond QUEUE_SIZE waiting requests the service answers 503 with Retry-After", async () => {
   const app = await testApp({ QUEUE_SIZE: "0", RETRY_AFTER_S: "7" });
-  await setupBackend();
   const ctl = new AbortController();
   const running = app.request("/v1/attacks?format=json", {
     method: "POST",

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
-import { errorCode, fixtureBytes, fixtureForm, setupBackend, testApp } from "../_helpers.ts";
+import { engineTensors, errorCode, fixtureBytes, fixtureForm, testApp } from "../_helpers.ts";
 import { parseNpy } from "../../src/io/npy.ts";
 
 const x = () => parseNpy(fixtureBytes("x.npy"));
@@ -8,8 +7,7 @@ const y = () => Array.from(parseNpy(fixtureBytes("y.npy")).data as Int32Array);
 
 Deno.test("POST /v1/attacks returns .npy adversarial images within eps and a consistent report", async () => {
   const app = await testApp();
-  await setupBackend();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const eps = 0.1;
   const res = await app.request("/v1/attacks", {
     method: "POST",
@@ -35,7 +33,7 @@ Deno.test("POST /v1/attacks returns .npy adversarial images within eps and a con
   assert.ok(report.robust_accuracy <= report.clean_accuracy);
   assert.ok(report.success_rate > 0.3, `PGD at eps 0.1 should flip many: ${report.success_rate}`);
   assert.equal(report.backend, Deno.env.get("BACKEND") ?? "wasm");
-  assert.equal(tf.memory().numTensors, before);
+  assert.equal(engineTensors(app), before);
 });
 
 Deno.test("POST /v1/attacks gives curl users the report alone as JSON on request", async () => {
@@ -62,8 +60,7 @@ Deno.test("POST /v1/attacks gives curl users the report alone as JSON on request
 
 Deno.test("POST /v1/attacks answers bad inputs with clear 4xx errors and leaks nothing", async () => {
   const app = await testApp({ MAX_ATTACK_COST: "5000" });
-  await setupBackend();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const labels = y();
   const cases: [string, FormData, number, string?][] = [
     ["eps of 0", fixtureForm({ labels: true, params: { attack: "pgd", eps: 0 } }), 400],
@@ -107,6 +104,6 @@ Deno.test("POST /v1/attacks answers bad inputs with clear 4xx errors and leaks n
       throw new Error(`${what}: ${e.message}`);
     });
     if (code) assert.equal(got, code, what);
-    assert.equal(tf.memory().numTensors, before, `leak on ${what}`);
+    assert.equal(engineTensors(app), before, `leak on ${what}`);
   }
 });

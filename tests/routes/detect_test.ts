@@ -1,19 +1,17 @@
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
 import {
   blobOf,
+  engineTensors,
   errorCode,
   fixtureBytes,
   fixtureForm,
-  setupBackend,
   testApp,
 } from "../_helpers.ts";
 import { encodeNpy, parseNpy } from "../../src/io/npy.ts";
 
 Deno.test("POST /v1/detect returns a score and flag per image, per-class counts and metrics with ground truth", async () => {
   const app = await testApp();
-  await setupBackend();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const form = fixtureForm({ labels: true, params: { method: "spectral" } });
   const truth = Array.from({ length: 64 }, (_, i) => (i % 16 === 0 ? 1 : 0));
   form.append("is_poison", JSON.stringify(truth));
@@ -31,7 +29,7 @@ Deno.test("POST /v1/detect returns a score and flag per image, per-class counts 
   assert.equal(body.per_class.reduce((a: number, k: { n: number }) => a + k.n, 0), 64);
   assert.equal(typeof body.threshold.rule, "string");
   assert.ok(body.metrics.auroc >= 0 && body.metrics.auroc <= 1);
-  assert.equal(tf.memory().numTensors, before);
+  assert.equal(engineTensors(app), before);
 });
 
 Deno.test("POST /v1/detect answers bad inputs with clear 4xx errors", async () => {
@@ -109,7 +107,7 @@ Deno.test("POST /v1/detect with method pud uses a purified model sent with the r
   } finally {
     clf.dispose();
   }
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const form = (method: string, withPurified = true) => {
     const f = new FormData();
     f.append("model", blobOf(model.modelJson), "model.json");
@@ -140,5 +138,5 @@ Deno.test("POST /v1/detect with method pud uses a purified model sent with the r
   const missing = await app.request("/v1/detect", { method: "POST", body: noWeights });
   assert.ok([400, 422].includes(missing.status), `status ${missing.status}`);
   await errorCode(missing, missing.status);
-  assert.equal(tf.memory().numTensors, before);
+  assert.equal(engineTensors(app), before);
 });

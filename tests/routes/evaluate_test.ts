@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
-import { blobOf, errorCode, testApp } from "../_helpers.ts";
+import { blobOf, engineTensors, errorCode, testApp } from "../_helpers.ts";
 import { encodeNpy } from "../../src/io/npy.ts";
 import { accuracy } from "../../src/metrics/accuracy.ts";
 import { attackSuccessRate, triggerSuccessRate } from "../../src/metrics/attack_success_rate.ts";
@@ -38,7 +37,7 @@ async function evalForm(
 Deno.test("POST /v1/evaluate reports the clean accuracy, ASR and robust accuracy computed in-process", async () => {
   const app = await testApp();
   await trainedBundle();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const attack = { eps: 0.05, steps: 5, seed: 1, max_images: 64 };
   const res = await app.request("/v1/evaluate", {
     method: "POST",
@@ -80,7 +79,7 @@ Deno.test("POST /v1/evaluate reports the clean accuracy, ASR and robust accuracy
   } finally {
     clf.dispose();
   }
-  assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+  assert.equal(engineTensors(app), before, "no tensor left behind");
 });
 
 Deno.test("POST /v1/evaluate measures ASR from per-image backdoor labels and from a trigger spec", async () => {
@@ -119,7 +118,7 @@ Deno.test("POST /v1/evaluate measures ASR from per-image backdoor labels and fro
 Deno.test("POST /v1/evaluate answers bad inputs with clear 4xx errors", async () => {
   const app = await testApp({ MAX_ATTACK_COST: "1000" });
   await trainedBundle();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const bdImages = (f: FormData) =>
     f.append("backdoor_images", blobOf(npyF32(trig.images)), "bd.npy");
   const cases: [string, FormData, number, string?][] = [
@@ -197,5 +196,5 @@ Deno.test("POST /v1/evaluate answers bad inputs with clear 4xx errors", async ()
     });
     if (code) assert.equal(got, code, what);
   }
-  assert.equal(tf.memory().numTensors, before, "no tensor left behind by refused requests");
+  assert.equal(engineTensors(app), before, "no tensor left behind by refused requests");
 });

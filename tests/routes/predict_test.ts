@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { encode as encodePngFile } from "fast-png";
 import {
   blobOf,
+  engineTensors,
   errorCode,
   fixtureBytes,
   fixtureForm,
@@ -46,14 +47,14 @@ async function inProcess(): Promise<{ probs: Float32Array; k: number }> {
 Deno.test("POST /v1/predict returns the classes and probabilities the model computes in-process", async () => {
   const app = await testApp();
   const want = await inProcess();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const res = await app.request("/v1/predict", {
     method: "POST",
     body: fixtureForm({ params: { top_k: 4, logits: true } }),
   });
   assert.equal(res.status, 200, await res.clone().text());
   const body = await res.json();
-  assert.equal(tf.memory().numTensors, before);
+  assert.equal(engineTensors(app), before);
   assert.equal(body.predictions.length, 64);
   assert.deepEqual(body.model, { input_shape: [10, 10, 1], num_classes: 4 });
   for (const p of body.predictions) {
@@ -165,14 +166,14 @@ function hostile(): [string, () => RequestInit, number, string?][] {
 Deno.test("POST /v1/predict answers each hostile input with its 4xx, leaves no tensor and keeps serving", async () => {
   const app = await testApp();
   await setupBackend();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   for (const [what, init, status, code] of hostile()) {
     const res = await app.request("/v1/predict", init());
     const got = await errorCode(res, status).catch((e) => {
       throw new Error(`${what}: ${e.message}`);
     });
     if (code) assert.equal(got, code, what);
-    assert.equal(tf.memory().numTensors, before, `tensors leaked on: ${what}`);
+    assert.equal(engineTensors(app), before, `tensors leaked on: ${what}`);
   }
   const ok = await app.request("/v1/predict", { method: "POST", body: fixtureForm() });
   assert.equal(ok.status, 200);

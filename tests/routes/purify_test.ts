@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
-import { blobOf, errorCode, setupBackend, testApp } from "../_helpers.ts";
+import { blobOf, engineTensors, errorCode, testApp } from "../_helpers.ts";
 import { encodeNpy } from "../../src/io/npy.ts";
 import { parseBundle } from "../../src/io/model_bundle.ts";
 import { loadClassifier } from "../../src/model/load_classifier.ts";
@@ -98,7 +97,7 @@ Deno.test("GET /v1/purify/schedule returns the default schedule, and the publish
 Deno.test("POST /v1/purify/rounds, iterated with small budgets, removes the backdoor and ends exactly where one in-process run ends", async () => {
   const app = await testApp();
   await trainedBundle();
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const { model, reports } = await purifyOverHttp(app, {
     schedule: tinySchedule(),
     seed: 7,
@@ -116,7 +115,7 @@ Deno.test("POST /v1/purify/rounds, iterated with small budgets, removes the back
   const flagged = last.flagged_indices as number[];
   const hits = flagged.filter((i) => extra.poisoned[i] === 1).length;
   assert.ok(hits >= 0.8 * 24, `most poisoned images are flagged (${hits} of 24)`);
-  assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+  assert.equal(engineTensors(app), before, "no tensor left behind");
 
   // The same purification in one in-process round gives bit-identical weights.
   const reference = await backdooredClassifier();
@@ -142,7 +141,6 @@ Deno.test("POST /v1/purify/rounds, iterated with small budgets, removes the back
 
 Deno.test("POST /v1/purify/rounds refuses bad params, tampered and foreign states with 4xx and keeps serving", async () => {
   const app = await testApp({ MAX_ROUND_STEPS: "5" });
-  await setupBackend();
   const model = await trainedBundle();
   const first = await app.request("/v1/purify/rounds", {
     method: "POST",
@@ -171,7 +169,7 @@ Deno.test("POST /v1/purify/rounds refuses bad params, tampered and foreign state
     f(s);
     return JSON.stringify(s);
   };
-  const before = tf.memory().numTensors;
+  const before = engineTensors(app);
   const cases: [string, FormData, number, string?][] = [
     ["no params part (every param has a default)", roundForm(model, undefined), 0],
     [
@@ -272,7 +270,7 @@ Deno.test("POST /v1/purify/rounds refuses bad params, tampered and foreign state
     });
     if (code) assert.equal(got, code, what);
   }
-  assert.equal(tf.memory().numTensors, before, "no tensor left behind by refused rounds");
+  assert.equal(engineTensors(app), before, "no tensor left behind by refused rounds");
   const again = await app.request("/v1/purify/rounds", {
     method: "POST",
     body: roundForm(next, {}, stateText),

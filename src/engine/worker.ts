@@ -1,0 +1,85 @@
+/**
+ * The engine worker's entry: owns the tfjs backend (chosen, initialised and warmed here, never on
+ * the HTTP thread) and runs one job at a time. A job whose error leaves the wasm module unusable
+ * (a trap, an out-of-memory) is reported with `fault` set; the supervisor then replaces this
+ * worker. Replies carry the live tensor count and the worker's memory, so leaks and heap growth
+ * are visible from the HTTP thread.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { type BackendInfo, initBackend } from "../tensor/backend.ts";
+import { faultOf, runFaultHook } from "./faults.ts";
+import { FiniteGuard } from "./finite.ts";
+import { OPS } from "./ops.ts";
+import type { EngineStats, FromWorker, JobOutput, ToWorker } from "./protocol.ts";
+import { buffersOf } from "./protocol.ts";
+import { fromWire, toWire } from "./wire_error.ts";
+
+/** This worker's global scope (typed here so the file checks with the rest of src/). */
+const scope = self as unknown as {
+  postMessage(msg: FromWorker, transfer: Transferable[]): void;
+  onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
+};
+
+let backend: BackendInfo | undefined;
+const running = new Map<number, AbortController>();
+
+function post(msg: FromWorker, transfer: Transferable[] = []): void {
+  scope.postMessage(msg, transfer);
+}
+
+/** The JS heap of this worker plus the wasm heap (which only grows) or external buffers. */
+function stats(): EngineStats {
+  const mem = tf.memory();
+  const usage = Deno.memoryUsage();
+  const wasm = backend?.name === "wasm"
+    ? (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.buffer
+      .byteLength
+    : undefined;
+  return {
+    tensors: mem.numTensors,
+    tensorBytes: mem.numBytes,
+    memoryBytes: usage.heapTotal + (wasm ?? usage.external),
+  };
+}
+
+async function runJob(msg: Extract<ToWorker, { type: "job" }>): Promise<void> {
+  const ctl = new AbortController();
+  running.set(msg.id, ctl);
+  const guard = new FiniteGuard();
+  try {
+    if (msg.fault) await runFaultHook(msg.fault);
+    const output: JobOutput = await OPS[msg.op](msg.input, {
+      signal: ctl.signal,
+      backend: backend!,
+      guard,
+    });
+    post(
+      { type: "done", id: msg.id, output, stats: stats() },
+      buffersOf(output.parts.map((p) => p.bytes)),
+    );
+  } catch (err) {
+    post({ type: "failed", id: msg.id, error: toWire(err, faultOf(err)), stats: stats() });
+  } finally {
+    guard.dispose();
+    running.delete(msg.id);
+  }
+}
+
+scope.onmessage = async (e: MessageEvent<ToWorker>) => {
+  const msg = e.data;
+  switch (msg.type) {
+    case "init":
+      try {
+        backend = await initBackend(msg.backend, { wasmThreads: msg.wasmThreads });
+        post({ type: "ready", backend, stats: stats() });
+      } catch (err) {
+        post({ type: "init_failed", message: err instanceof Error ? err.message : String(err) });
+      }
+      return;
+    case "job":
+      return await runJob(msg);
+    case "abort":
+      running.get(msg.id)?.abort(fromWire(msg.reason));
+      return;
+  }
+};
