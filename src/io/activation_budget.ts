@@ -283,7 +283,18 @@ function leaf(at: At, c: JsonObject, inputs: SampleShape[]): LeafResult {
       const [h, w, ch] = hwc(s, first);
       const k = intTuple(at, c.kernelSize, 2, "kernel_size");
       const st = intTuple(at, c.strides, 2, "strides", 1);
-      const dil = intTuple(at, c.dilationRate, 2, "dilation_rate", 1);
+      // tfjs-layers 4.22's DepthwiseConv2D ignores its dilation_rate, in its shapes and its call.
+      const dil = at.className === "DepthwiseConv2D"
+        ? [1, 1]
+        : intTuple(at, c.dilationRate, 2, "dilation_rate", 1);
+      if (st.some((v) => v > 1) && dil.some((v) => v > 1)) {
+        // tfjs-core asserts this only when the layer runs, with an error that is not a 4xx.
+        throw impossible(
+          at,
+          `has strides ${st.join("×")} and dilation_rate ${dil.join("×")}; tfjs convolves with ` +
+            "strides or with dilation, not both (one of them must be 1)",
+        );
+      }
       const pad = padding(at, c);
       const oh = convLength(h, k[0], pad, st[0], dil[0]);
       const ow = convLength(w, k[1], pad, st[1], dil[1]);
