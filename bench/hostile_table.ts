@@ -1,23 +1,32 @@
 /**
  * Hostile inputs and the status each gets: sends each through the in-process app (the same
  * middleware, routes and limits as the service) and prints a markdown table. Exits 1 if any got
- * a status other than the one expected (every one is a 4xx, but for the 504 of a spent budget),
- * or if live tensors do not return to where they started.
+ * a status other than the one expected (every one is a 4xx, but for the 504 of a spent budget and
+ * the inputs real users send, which must be accepted), if the engine's live tensors do not return
+ * to where they started, or if any input made the engine restart.
  *
  *   deno run -A bench/hostile_table.ts
  */
 import jpeg from "jpeg-js";
-import * as tf from "@tensorflow/tfjs";
+import { deflateSync } from "node:zlib";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
+import { engineOptions, Supervisor } from "../src/engine/supervisor.ts";
 import { encodePng } from "../src/io/images.ts";
 import { encodeNpy } from "../src/io/npy.ts";
 import { initBackend } from "../src/tensor/backend.ts";
 import { makeSet, tinySchedule, trainedBundle } from "../tests/purify/synthetic_backdoor.ts";
 
 const backend = await initBackend("wasm");
+// One engine for every row, so its tensor count and restarts cover the whole table.
+const engine = new Supervisor(engineOptions(loadConfig({ BACKEND: "wasm" })));
+await engine.ready();
 const app = (env: Record<string, string> = {}) =>
-  createApp({ config: loadConfig({ LOG_REQUESTS: "false", ...env }), backend });
+  createApp({
+    config: loadConfig({ LOG_REQUESTS: "false", BACKEND: "wasm", ...env }),
+    engine,
+    backend,
+  });
 const FIX = new URL("../tests/fixtures/tiny_cnn/", import.meta.url);
 const file = (n: string) => Deno.readFileSync(new URL(n, FIX));
 const MODEL = file("model.json"), WEIGHTS = file("weights.bin"), X = file("x.npy");
@@ -123,6 +132,160 @@ function nanWeights(): Uint8Array {
   new DataView(w.buffer).setFloat32(8, NaN, true);
   return w;
 }
+
+// --- hostile models, each with weights that match it (so only the shapes are wrong) -------------
+type Layer = [string, Record<string, unknown>];
+
+/** A Sequential bundle on a 10×10×1 input with zero weights of the given shapes. */
+function bundle(layers: Layer[], weights: [string, number[]][]): [Uint8Array, Uint8Array] {
+  const doc = {
+    format: "layers-model",
+    modelTopology: {
+      class_name: "Sequential",
+      config: {
+        name: "hostile",
+        layers: layers.map(([class_name, config], i) => ({
+          class_name,
+          config: { ...(i === 0 ? { batch_input_shape: [null, 10, 10, 1] } : {}), ...config },
+        })),
+      },
+    },
+    weightsManifest: [{
+      paths: ["weights.bin"],
+      weights: weights.map(([name, shape]) => ({ name, shape, dtype: "float32" })),
+    }],
+  };
+  const n = weights.reduce((a, [, sh]) => a + sh.reduce((x, y) => x * y, 1), 0);
+  return [json(doc), new Uint8Array(n * 4)];
+}
+const conv6: Layer = ["Conv2D", { name: "conv", filters: 6, kernel_size: [3, 3] }];
+const tinyWeights: [string, number[]][] = [
+  ["conv/kernel", [3, 3, 1, 6]],
+  ["conv/bias", [6]],
+  ["dense/kernel", [96, 4]],
+  ["dense/bias", [4]],
+];
+const dense4: Layer = ["Dense", { name: "dense", units: 4 }];
+/** conv 8×8×6 → `middle` → max-pool back to 4×4×6 → flatten → dense: tiny_cnn's own weights. */
+const tinyAround = (middle: Layer, pool: number) =>
+  bundle([conv6, middle, ["MaxPooling2D", { name: "pool", pool_size: [pool, pool] }], [
+    "Flatten",
+    { name: "flat" },
+  ], dense4], tinyWeights);
+const ZERO_SIZE = bundle([
+  ["Conv2D", { name: "conv11", filters: 4, kernel_size: [11, 11] }],
+  ["GlobalAveragePooling2D", { name: "gap" }],
+  ["Dense", { name: "out", units: 4 }],
+], [["conv11/kernel", [11, 11, 1, 4]], ["conv11/bias", [4]], ["out/kernel", [4, 4]], [
+  "out/bias",
+  [4],
+]]);
+const HUGE_UPSAMPLING = tinyAround(["UpSampling2D", { name: "up", size: [1000, 1000] }], 2000);
+const HUGE_PADDING = tinyAround(["ZeroPadding2D", { name: "pad", padding: 4000 }], 2002);
+/** A 1×1 conv with `f` filters, global pooling and a dense layer. */
+const wideConv = (f: number) =>
+  bundle([
+    ["Conv2D", { name: "wide", filters: f, kernel_size: [1, 1] }],
+    ["GlobalAveragePooling2D", { name: "gap" }],
+    ["Dense", { name: "out", units: 4 }],
+  ], [["wide/kernel", [1, 1, 1, f]], ["wide/bias", [f]], ["out/kernel", [f, 4]], ["out/bias", [
+    4,
+  ]]]);
+/** 120 KB of activations per image: one fits in 1 MiB, a batch of 64 does not. */
+const WIDE_100 = wideConv(100);
+const WIDE_CONV = wideConv(500_000);
+/** tiny_cnn with its conv or pool config changed. */
+const tinyConv = (c: Record<string, unknown>) =>
+  modelWith((d) => Object.assign(d.modelTopology.config.layers[0].config, c));
+const tinyPool = (c: Record<string, unknown>) =>
+  modelWith((d) => Object.assign(d.modelTopology.config.layers[1].config, c));
+
+/** A real 8000×8000 16-bit RGBA PNG of zeros: ~500 KB that inflates to 512 MB. */
+function rgba16Bomb(): Uint8Array {
+  const w = 8000, h = 8000, row = 1 + w * 8;
+  const ihdr = new Uint8Array(13);
+  new DataView(ihdr.buffer).setUint32(0, w);
+  new DataView(ihdr.buffer).setUint32(4, h);
+  ihdr.set([16, 6, 0, 0, 0], 8);
+  const chunk = (type: string, data: Uint8Array) => {
+    const out = new Uint8Array(12 + data.length);
+    const v = new DataView(out.buffer);
+    v.setUint32(0, data.length);
+    out.set(text(type), 4);
+    out.set(data, 8);
+    let c = 0xffffffff;
+    for (let i = 4; i < 8 + data.length; i++) c = CRC[(c ^ out[i]) & 0xff] ^ (c >>> 8);
+    v.setUint32(8 + data.length, (c ^ 0xffffffff) >>> 0);
+    return out;
+  };
+  const idat = deflateSync(new Uint8Array(row * h), { level: 9 });
+  const parts = [
+    Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", idat),
+    chunk("IEND", new Uint8Array()),
+  ];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+const PNG_BOMB = rgba16Bomb();
+
+/** A baseline jpeg-js JPEG with its SOF0 marker and sample precision rewritten. */
+function jpegSof(marker: number, precision = 8): Uint8Array {
+  const jpg = new Uint8Array(
+    jpeg.encode({ width: 10, height: 10, data: new Uint8Array(400) }).data,
+  );
+  const sof = jpg.findIndex((b, i) => b === 0xff && jpg[i + 1] === 0xc0);
+  jpg[sof + 1] = marker;
+  jpg[sof + 4] = precision;
+  return jpg;
+}
+
+const deep = (n: number): unknown => {
+  let v: unknown = 0;
+  for (let i = 0; i < n; i++) v = [v];
+  return v;
+};
+
+/** 64 labels in a hand-written dtype (what numpy writes for y.astype(...)). */
+function labelsAs(descr: string, itemsize: number, values: number[]): Uint8Array {
+  const data = new Uint8Array(values.length * itemsize);
+  const v = new DataView(data.buffer);
+  values.forEach((x, i) => {
+    if (itemsize === 8) v.setBigUint64(i * 8, BigInt(x), true);
+    else if (itemsize === 2) v.setUint16(i * 2, x, true);
+    else v.setUint8(i, x);
+  });
+  return rawNpy(
+    `{'descr': '${descr}', 'fortran_order': False, 'shape': (${values.length},), }`,
+    data,
+  );
+}
+const yValues = [...encodeNpyValues(Y)];
+function encodeNpyValues(bytes: Uint8Array): number[] {
+  const headerLen = new DataView(bytes.buffer, bytes.byteOffset).getUint16(8, true);
+  const descr = new TextDecoder().decode(bytes.subarray(10, 10 + headerLen));
+  const body = bytes.subarray(10 + headerLen);
+  const size = /<i8|<u8/.test(descr) ? 8 : /<i4|<u4/.test(descr) ? 4 : /i2|u2/.test(descr) ? 2 : 1;
+  const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  return Array.from(
+    { length: body.length / size },
+    (_, i) =>
+      size === 8
+        ? Number(v.getBigInt64(i * 8, true))
+        : size === 4
+        ? v.getInt32(i * 4, true)
+        : size === 2
+        ? v.getInt16(i * 2, true)
+        : v.getUint8(i),
+  );
+}
+const boolLabels = yValues.map((v) => (v % 2 === 1 ? 1 : 0));
 
 // --- purification fixtures: one real first round, for state-based rows --------------------------
 const synthetic = await trainedBundle();
@@ -341,7 +504,7 @@ const rows: Row[] = [
   {
     group: "model",
     what: "input claims 10,000×10,000 pixels (GB allocation)",
-    expect: 422,
+    expect: 413,
     send: P(
       predictWith({
         model: modelWith((d) =>
@@ -603,6 +766,197 @@ const rows: Row[] = [
     expect: 400,
     send: () => app().request("/v1/purify/schedule?preset=../../etc"),
   },
+  // Layer shapes and activation budgets (static pass over the layer graph, before tfjs)
+  {
+    group: "shapes",
+    what: "11×11 valid conv on a 10×10 input (zero-size output; wasm trapped)",
+    expect: 422,
+    send: P(predictWith({ model: ZERO_SIZE[0], weights: ZERO_SIZE[1] })),
+  },
+  {
+    group: "shapes",
+    what: "UpSampling2D ×1000 (1.5 GB per image, weights consistent)",
+    expect: 413,
+    send: P(predictWith({ model: HUGE_UPSAMPLING[0], weights: HUGE_UPSAMPLING[1] })),
+  },
+  {
+    group: "shapes",
+    what: "ZeroPadding2D of 4000 (1.5 GB per image, weights consistent)",
+    expect: 413,
+    send: P(predictWith({ model: HUGE_PADDING[0], weights: HUGE_PADDING[1] })),
+  },
+  {
+    group: "shapes",
+    what: "1×1 conv with 500,000 filters (12 MB of weights, 1.2 GB per image)",
+    expect: 413,
+    send: P(predictWith({ model: WIDE_CONV[0], weights: WIDE_CONV[1] })),
+  },
+  {
+    group: "shapes",
+    what: "conv strides [0, 1]",
+    expect: 422,
+    send: P(predictWith({ model: tinyConv({ strides: [0, 1] }) })),
+  },
+  {
+    group: "shapes",
+    what: "conv dilation_rate 0",
+    expect: 422,
+    send: P(predictWith({ model: tinyConv({ dilation_rate: 0 }) })),
+  },
+  {
+    group: "shapes",
+    what: "conv strides 2 with dilation 2 (tfjs asserts only when it runs)",
+    expect: 422,
+    send: P(predictWith({ model: tinyConv({ strides: 2, dilation_rate: 2 }) })),
+  },
+  {
+    group: "shapes",
+    what: "max-pool pool_size [0, 2]",
+    expect: 422,
+    send: P(predictWith({ model: tinyPool({ pool_size: [0, 2] }) })),
+  },
+  {
+    group: "shapes",
+    what: "max-pool 9×9 on the 8×8 conv output (zero-size)",
+    expect: 422,
+    send: P(predictWith({ model: tinyPool({ pool_size: [9, 9], strides: [9, 9] }) })),
+  },
+  {
+    group: "shapes",
+    what: "two layers named 'conv'",
+    expect: 422,
+    send: P(
+      predictWith({
+        model: modelWith((d) => d.modelTopology.config.layers[2].config.name = "conv"),
+      }),
+    ),
+  },
+  {
+    group: "shapes",
+    what:
+      "MAX_ACTIVATION_BYTES 1 MiB: 64 images through a 100-filter conv (checked before it runs)",
+    expect: 413,
+    send: P(predictWith({ model: WIDE_100[0], weights: WIDE_100[1] }), {}, "/v1/predict", {
+      MAX_ACTIVATION_BYTES: "1048576",
+    }),
+  },
+  {
+    group: "shapes",
+    what: "the same 64 images and model under the default budget (accepted)",
+    expect: 200,
+    send: P(predictWith({ model: WIDE_100[0], weights: WIDE_100[1] })),
+  },
+  // Decoding budgeted from the file's own header
+  {
+    group: "images",
+    what: `16-bit RGBA PNG bomb, 8000×8000 (${Math.round(PNG_BOMB.length / 1024)} KB → 512 MB)`,
+    expect: 413,
+    send: P(predictWith({ images: null }, [["images", PNG_BOMB, "bomb.png"]])),
+  },
+  {
+    group: "images",
+    what: "12-bit JPEG (SOF1, precision 12)",
+    expect: 415,
+    send: P(predictWith({ images: null }, [["images", jpegSof(0xc1, 12), "deep.jpg"]])),
+  },
+  {
+    group: "images",
+    what: "arithmetic-coded JPEG (SOF9)",
+    expect: 415,
+    send: P(predictWith({ images: null }, [["images", jpegSof(0xc9), "arith.jpg"]])),
+  },
+  // JSON depth in every part
+  {
+    group: "params",
+    what: "params with a 5,000-deep value",
+    expect: 400,
+    send: P(predictWith({ params: json({ top_k: 1, x: deep(5000) }) })),
+  },
+  {
+    group: "params",
+    what: "preprocess.std 1e-6",
+    expect: 400,
+    send: P(predictWith({ params: json({ top_k: 1, preprocess: { mean: [0.5], std: [1e-6] } }) })),
+  },
+  {
+    group: "purify",
+    what: "state with a 5,000-deep value inside (was a 500)",
+    expect: 400,
+    send: P(
+      roundForm(model1, json({ ...stateDoc, events: [{ deep: deep(5000) }] })),
+      {},
+      "/v1/purify/rounds",
+    ),
+  },
+  {
+    group: "purify",
+    what: "state nested 100,000 deep",
+    expect: 400,
+    send: P(roundForm(model1, text(deepJson)), {}, "/v1/purify/rounds"),
+  },
+  // Inputs real users send: accepted
+  {
+    group: "accepted",
+    what: "labels as bool .npy (b1)",
+    expect: 200,
+    send: P(
+      withLabels({ attack: "fgsm" }, labelsAs("|b1", 1, boolLabels)),
+      {},
+      "/v1/attacks?format=json",
+    ),
+  },
+  {
+    group: "accepted",
+    what: "labels as int8 .npy (i1)",
+    expect: 200,
+    send: P(
+      withLabels({ attack: "fgsm" }, labelsAs("|i1", 1, yValues)),
+      {},
+      "/v1/attacks?format=json",
+    ),
+  },
+  {
+    group: "accepted",
+    what: "labels as uint16 .npy (u2)",
+    expect: 200,
+    send: P(
+      withLabels({ attack: "fgsm" }, labelsAs("<u2", 2, yValues)),
+      {},
+      "/v1/attacks?format=json",
+    ),
+  },
+  {
+    group: "accepted",
+    what: "labels as uint64 .npy (u8)",
+    expect: 200,
+    send: P(
+      withLabels({ attack: "fgsm" }, labelsAs("<u8", 8, yValues)),
+      {},
+      "/v1/attacks?format=json",
+    ),
+  },
+  {
+    group: "accepted",
+    what: "is_poison as bool .npy (b1)",
+    expect: 200,
+    send: P(
+      (() => {
+        const f = withLabels({ method: "spectral" });
+        f.append(
+          "is_poison",
+          new Blob([
+            labelsAs("|b1", 1, yValues.map((_, i) => (i % 16 === 0 ? 1 : 0))) as Uint8Array<
+              ArrayBuffer
+            >,
+          ]),
+          "is_poison.npy",
+        );
+        return f;
+      })(),
+      {},
+      "/v1/detect",
+    ),
+  },
   // Budgets
   {
     group: "budget",
@@ -614,6 +968,12 @@ const rows: Row[] = [
       "/v1/attacks?format=json",
       { REQUEST_TIMEOUT_MS: "1000" },
     ),
+  },
+  {
+    group: "after",
+    what: "the next valid request after all of the above is served",
+    expect: 200,
+    send: P(predictWith({})),
   },
   {
     group: "headers",
@@ -628,7 +988,8 @@ const out: string[] = [
   "|---|---|---|---|---|---|",
 ];
 let bad = 0;
-const before = tf.memory().numTensors;
+// Tensors live in the engine's worker: its count after each job is what must come back.
+const before = engine.snapshot().tensors;
 for (const [i, r] of rows.entries()) {
   const res = await r.send();
   const body = await res.text();
@@ -643,15 +1004,21 @@ for (const [i, r] of rows.entries()) {
       ok ? r.expect : `**${r.expect}**`
     } |`,
   );
-  if (Deno.env.get("TRACE_TENSORS")) console.error(i + 1, tf.memory().numTensors);
+  if (Deno.env.get("TRACE_TENSORS")) console.error(i + 1, engine.snapshot().tensors);
 }
 // A 504 answers at the deadline while its job stops at its next step: let it finish stopping.
-for (let t = 0; t < 100 && tf.memory().numTensors !== before; t++) {
+for (let t = 0; t < 100 && engine.snapshot().tensors !== before; t++) {
   await new Promise((r) => setTimeout(r, 50));
 }
-if (tf.memory().numTensors !== before) bad++;
+const snap = engine.snapshot();
+if (snap.tensors !== before) bad++;
+const restarts = Object.values(snap.restarts).reduce((a, b) => a + b, 0);
+// Nothing here may take the engine down: every refusal happens before tfjs allocates.
+if (restarts !== 0) bad++;
 console.log(out.join("\n"));
 console.log(
-  `\n${rows.length} inputs, ${bad} unexpected; live tensors ${before} before, ${tf.memory().numTensors} after`,
+  `\n${rows.length} inputs, ${bad} unexpected; engine tensors ${before} before, ${snap.tensors} ` +
+    `after; engine restarts ${restarts} (${JSON.stringify(snap.restarts)})`,
 );
+engine.close();
 Deno.exit(bad ? 1 : 0);
