@@ -19,6 +19,7 @@ const DTYPES: NpyDtype[] = [
   "int16",
   "uint16",
   "uint32",
+  "uint64",
 ];
 const ITEMSIZE: Record<NpyDtype, number> = {
   uint8: 1,
@@ -29,6 +30,7 @@ const ITEMSIZE: Record<NpyDtype, number> = {
   int32: 4,
   uint32: 4,
   int64: 8,
+  uint64: 8,
   float32: 4,
   float64: 8,
 };
@@ -386,6 +388,8 @@ function reinterpret(dtype: NpyDtype, raw: Uint8Array): NdArray["data"] {
       return new Uint32Array(b);
     case "int64":
       return new BigInt64Array(b);
+    case "uint64":
+      return new BigUint64Array(b);
     case "float32":
       return new Float32Array(b);
     case "float64":
