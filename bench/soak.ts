@@ -1,14 +1,20 @@
 /**
  * Soak and load test, bounded in count and time, loopback only: starts the service with
  * `deno task start` on 127.0.0.1, sends a mix of valid and hostile requests (predict, attacks,
- * detect, evaluate, and bad inputs) first one at a time, then 8 at a time, and reports latency
- * percentiles, statuses, and the process's RSS and live tensor count (from /metrics) after a
- * warm-up, after the sequential phase and after the concurrent phase. Exits 1 when a request got
- * a 5xx, or when tensors (or RSS, beyond `--rss-slack`) grew between warm-up and the end. Live
- * tensors must come back exactly; RSS is noisier (V8's heap and the wasm memory keep their high
- * water mark, and 8 bodies in flight hold more than 1), hence the slack, 25% by default.
+ * detect, evaluate, large images, a large batch, and bad inputs) first one at a time, then 8 at a
+ * time, and reports latency percentiles, statuses, and the process's RSS and live tensor count
+ * (from /metrics) at start (ready, before any request), after a warm-up, after the sequential
+ * phase and at the end, plus the peak RSS (sampled every 200 ms) and the engine restarts by cause.
+ * Exits 1 when a request got a 5xx, or when tensors (or RSS, beyond `--rss-slack`) grew between
+ * warm-up and the end. Live tensors must come back exactly; RSS is noisier (V8's heap keeps its
+ * high-water mark, and 8 bodies in flight hold more than 1), hence the slack, 25% by default.
+ *
+ * Engine recycling: the wasm heap never shrinks, so without recycling the RSS stays at the
+ * largest job's high-water mark. `--recycle-share` (ENGINE_RECYCLE_SHARE, 0 = off) and
+ * `--memory-limit-mb` (MEMORY_LIMIT_MB) set when an engine is replaced between jobs.
  *
  *   deno run -A bench/soak.ts [--requests 300] [--warmup 1000] [--concurrency 8] [--max-seconds 300]
+ *     [--recycle-share 0.25] [--memory-limit-mb 1024] [--workers 1]
  */
 import { parseArgs } from "node:util";
 
@@ -19,6 +25,9 @@ const { values: a } = parseArgs({
     concurrency: { type: "string", default: "8" },
     "max-seconds": { type: "string", default: "300" },
     "rss-slack": { type: "string", default: "0.25" },
+    "recycle-share": { type: "string", default: "0.25" },
+    "memory-limit-mb": { type: "string", default: "1024" },
+    workers: { type: "string", default: "1" },
     port: { type: "string", default: String(20000 + Math.floor(Math.random() * 20000)) },
   },
 });
@@ -31,6 +40,35 @@ const FIX = new URL("tests/fixtures/tiny_cnn/", ROOT);
 const file = (n: string) => Deno.readFileSync(new URL(n, FIX));
 const MODEL = file("model.json"), WEIGHTS = file("weights.bin"), X = file("x.npy");
 const Y = file("y.npy");
+import { encode as encodePng } from "fast-png";
+import jpeg from "jpeg-js";
+
+/** A 2000×2000 noisy RGB JPEG (decoded in the engine, then refused: the model takes 10×10×1). */
+const BIG_JPEG = (() => {
+  const side = 2000, data = new Uint8Array(side * side * 4);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+  return jpeg.encode({ data, width: side, height: side }, 85).data;
+})();
+/** A 3000×3000 all-zero RGB PNG: ~30 KB that inflate to 27 MB of pixels. */
+const BIG_PNG = encodePng({
+  width: 3000,
+  height: 3000,
+  channels: 3,
+  depth: 8,
+  data: new Uint8Array(3000 * 3000 * 3),
+});
+/** 20,000 images of the model's size as one .npy: a large batch through the wasm heap. */
+const BIG_BATCH = (() => {
+  const n = 20_000;
+  const header = `{'descr': '|u1', 'fortran_order': False, 'shape': (${n}, 10, 10, 1), }`;
+  const pad = 64 - ((10 + header.length + 1) % 64);
+  const h = new TextEncoder().encode(header + " ".repeat(pad % 64) + "\n");
+  const out = new Uint8Array(10 + h.length + n * 100);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, h.length & 0xff, h.length >> 8]);
+  out.set(h, 10);
+  for (let i = 10 + h.length; i < out.length; i++) out[i] = (i * 40503) & 0xff;
+  return out;
+})();
 
 function form(parts: [string, Uint8Array | string, string?][]): FormData {
   const f = new FormData();
@@ -105,6 +143,48 @@ const KINDS: Kind[] = [
     weight: 2,
     expect: [200],
     req: () => post("/v1/evaluate", form([...base(), ["labels", Y, "y.npy"], ["params", "{}"]])),
+  },
+  {
+    name: "large JPEG (decoded, wrong shape)",
+    weight: 1,
+    expect: [422],
+    req: () =>
+      post(
+        "/v1/predict",
+        form([["model", MODEL, "model.json"], ["weights", WEIGHTS, "weights.bin"], [
+          "images",
+          BIG_JPEG,
+          "big.jpg",
+        ]]),
+      ),
+  },
+  {
+    name: "large PNG (decoded, wrong shape)",
+    weight: 1,
+    expect: [422],
+    req: () =>
+      post(
+        "/v1/predict",
+        form([["model", MODEL, "model.json"], ["weights", WEIGHTS, "weights.bin"], [
+          "images",
+          BIG_PNG,
+          "big.png",
+        ]]),
+      ),
+  },
+  {
+    name: "large batch (20k images)",
+    weight: 1,
+    expect: [200],
+    req: () =>
+      post(
+        "/v1/predict",
+        form([["model", MODEL, "model.json"], ["weights", WEIGHTS, "weights.bin"], [
+          "images",
+          BIG_BATCH,
+          "big.npy",
+        ], ["params", '{"top_k":1,"batch_size":4096}']]),
+      ),
   },
   {
     name: "bad: truncated npy",
@@ -198,10 +278,38 @@ async function one(i: number): Promise<Sample> {
   return { kind: k.name, status, ms, ok: k.expect.includes(status) };
 }
 
-async function metrics(): Promise<{ tensors: number; rss: number }> {
+async function metrics(): Promise<{
+  tensors: number;
+  rss: number;
+  http: number;
+  engines: number;
+  warm: number;
+  restarts: Record<string, number>;
+}> {
   const text = await (await fetch(`${BASE}/metrics`)).text();
   const get = (n: string) => Number(new RegExp(`^${n} (\\S+)$`, "m").exec(text)?.[1]);
-  return { tensors: get("purifier_tensors"), rss: get("purifier_rss_bytes") };
+  const restarts: Record<string, number> = {};
+  for (const m of text.matchAll(/^purifier_engine_restarts_total\{cause="(\w+)"\} (\d+)$/gm)) {
+    restarts[m[1]] = Number(m[2]);
+  }
+  return {
+    tensors: get("purifier_tensors"),
+    rss: get("purifier_rss_bytes"),
+    http: get("purifier_http_heap_bytes") + get("purifier_http_external_bytes"),
+    engines: get("purifier_engine_memory_bytes"),
+    warm: get("purifier_engines_warm"),
+    restarts,
+  };
+}
+
+/** Metrics once every engine is warm again (a recycled one may still be starting). */
+async function settledMetrics() {
+  for (let i = 0; i < 100; i++) {
+    const m = await metrics();
+    if (m.warm === Number(a.workers)) return m;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return await metrics();
 }
 
 function pct(xs: number[], p: number): number {
@@ -255,7 +363,15 @@ async function phase(label: string, n: number, concurrency: number, offset: numb
 const child = new Deno.Command(Deno.execPath(), {
   args: ["task", "--quiet", "start"],
   cwd: ROOT,
-  env: { PORT: a.port!, HOST: "127.0.0.1", LOG_REQUESTS: "false", QUEUE_SIZE: "64" },
+  env: {
+    PORT: a.port!,
+    HOST: "127.0.0.1",
+    LOG_REQUESTS: "false",
+    QUEUE_SIZE: "64",
+    ENGINE_RECYCLE_SHARE: a["recycle-share"]!,
+    MEMORY_LIMIT_MB: a["memory-limit-mb"]!,
+    ENGINE_WORKERS: a.workers!,
+  },
   stdout: "null",
   stderr: "inherit",
 }).spawn();
@@ -266,24 +382,54 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   const ready = await (await fetch(`${BASE}/readyz`)).json();
+  const initial = await settledMetrics();
+  let peak = initial.rss;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, (await metrics()).rss);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
   // Warm-up, both ways: the first thousand or so requests grow V8's heap and the wasm memory
   // (which never shrinks) to their working size; the figures start after it.
   const warm = Math.min(5000, Number(a.warmup));
   await phase("warm-up", warm / 2, 1, 0);
   await phase("warm-up", warm / 2, CONCURRENCY, 500_000);
-  const start = await metrics();
+  const start = await settledMetrics();
   const seq = await phase("sequential", REQUESTS, 1, 1000);
-  const mid = await metrics();
+  const mid = await settledMetrics();
   const conc = await phase(`concurrent x${CONCURRENCY}`, REQUESTS, CONCURRENCY, 100_000);
-  const end = await metrics();
+  const end = await settledMetrics();
+  sampling = false;
+  await sampler;
   const mib = (b: number) => +(b / 2 ** 20).toFixed(1);
   const report = {
     backend: ready.backend?.name,
     phases: [seq, conc],
+    engine: {
+      workers: Number(a.workers),
+      recycle_share: Number(a["recycle-share"]),
+      memory_limit_mb: Number(a["memory-limit-mb"]),
+      restarts: end.restarts,
+    },
     memory: {
+      start: {
+        tensors: initial.tensors,
+        rss_mib: mib(initial.rss),
+        http_thread_mib: mib(initial.http),
+        engines_mib: mib(initial.engines),
+      },
+      peak_rss_mib: mib(peak),
+      end_vs_start: +((end.rss - initial.rss) / initial.rss).toFixed(3),
       after_warmup: { tensors: start.tensors, rss_mib: mib(start.rss) },
       after_sequential: { tensors: mid.tensors, rss_mib: mib(mid.rss) },
-      end: { tensors: end.tensors, rss_mib: mib(end.rss) },
+      end: {
+        tensors: end.tensors,
+        rss_mib: mib(end.rss),
+        http_thread_mib: mib(end.http),
+        engines_mib: mib(end.engines),
+      },
       rss_growth: +((end.rss - start.rss) / start.rss).toFixed(3),
     },
     truncated_by_time: performance.now() >= DEADLINE,

@@ -57,6 +57,8 @@ export class EngineWorker {
   #dead = false;
   backend: BackendInfo | undefined;
   stats: EngineStats = { tensors: 0, tensorBytes: 0, memoryBytes: 0 };
+  /** Process RSS added across this worker's jobs (what the allocator kept for it). */
+  grownBytes = 0;
   /** The warm engine's tensor count: every job must leave exactly this many. */
   baselineTensors = 0;
   /** Called once when the worker dies outside a job (so the supervisor can replace it). */

@@ -54,7 +54,7 @@ export interface EngineStats {
   /** Live tfjs tensors (must return to the warm engine's count after each job). */
   tensors: number;
   tensorBytes: number;
-  /** The worker's own memory: its JS heap plus the wasm heap (or external buffers). */
+  /** The worker's own memory: its JS heap, external buffers and the wasm heap. */
   memoryBytes: number;
 }
 

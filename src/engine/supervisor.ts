@@ -5,7 +5,9 @@
  * terminated and a fresh one started and warmed; the request gets a named error (see
  * `errors.ts`), and the next request is served by a warm engine. After a job that grew a worker's
  * memory past its share of `MEMORY_LIMIT_MB`, the worker is recycled between jobs (the wasm heap
- * never shrinks; a new worker starts small). Restarts are counted by cause for `/metrics`.
+ * never shrinks; a new worker starts small). A worker's memory is the larger of its own heaps (as
+ * it reports them) and the process RSS its jobs added and did not give back. Restarts are counted
+ * by cause for `/metrics`.
  */
 import type { Config } from "../config.ts";
 import type { BackendInfo, BackendName } from "../tensor/backend.ts";
@@ -138,6 +140,7 @@ export class Supervisor {
   async run(op: OpName, input: JobInput, opts: SubmitOptions): Promise<JobOutput> {
     const engine = await this.#acquire(opts.signal);
     const slot = this.#slots.indexOf(engine);
+    const rssBefore = Deno.memoryUsage().rss;
     try {
       const out = await engine.run(op, input, {
         signal: opts.signal,
@@ -145,11 +148,11 @@ export class Supervisor {
         fault: opts.fault,
         transfer: opts.transfer,
       });
-      this.#release(slot, engine);
+      this.#release(slot, engine, rssBefore);
       return out;
     } catch (err) {
       if (!(err instanceof EngineFault)) {
-        this.#release(slot, engine);
+        this.#release(slot, engine, rssBefore);
         throw err;
       }
       this.#replace(slot, engine, err.restartCause, err.message);
@@ -197,14 +200,17 @@ export class Supervisor {
   }
 
   /** Hands a healthy engine to the next waiter, or recycles it when it grew too big. */
-  #release(slot: number, engine: EngineWorker): void {
+  #release(slot: number, engine: EngineWorker, rssBefore: number): void {
     if (this.#slots[slot] !== engine) return;
+    // Memory a job leaves behind in the process (the allocator keeps what the worker's decoders
+    // and buffers used) shows in the RSS, not in the worker's own heap figures.
+    engine.grownBytes += Math.max(0, Deno.memoryUsage().rss - rssBefore);
     if (engine.stats.tensors !== engine.baselineTensors) {
       this.#leakedJobs++;
       engine.baselineTensors = engine.stats.tensors;
     }
     const limit = this.#opts.recycleBytes;
-    if (limit > 0 && engine.stats.memoryBytes > limit) {
+    if (limit > 0 && Math.max(engine.stats.memoryBytes, engine.grownBytes) > limit) {
       return this.#replace(slot, engine, "memory_recycle", "memory above its share");
     }
     this.#offer(engine);

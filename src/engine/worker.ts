@@ -27,7 +27,10 @@ function post(msg: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(msg, transfer);
 }
 
-/** The JS heap of this worker plus the wasm heap (which only grows) or external buffers. */
+/**
+ * This worker's memory: its JS heap, the buffers outside it (decoded images, tensor data on the
+ * cpu backend, garbage not yet collected) and the wasm heap (which only grows).
+ */
 function stats(): EngineStats {
   const mem = tf.memory();
   const usage = Deno.memoryUsage();
@@ -38,7 +41,7 @@ function stats(): EngineStats {
   return {
     tensors: mem.numTensors,
     tensorBytes: mem.numBytes,
-    memoryBytes: usage.heapTotal + (wasm ?? usage.external),
+    memoryBytes: usage.heapTotal + usage.external + (wasm ?? 0),
   };
 }
 

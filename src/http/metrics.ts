@@ -65,6 +65,7 @@ export class Metrics {
       out.push(`purifier_request_duration_seconds_count{${l}} ${s.count}`);
     }
     const e = extra.engine;
+    const mem = Deno.memoryUsage();
     out.push("# HELP purifier_engine_restarts_total Tensor engines replaced, by cause.");
     out.push("# TYPE purifier_engine_restarts_total counter");
     for (const [cause, n] of Object.entries(e.restarts)) {
@@ -87,7 +88,9 @@ export class Metrics {
         "Memory of the engines (JS heaps + wasm heaps).",
         e.memoryBytes,
       ],
-      ["purifier_rss_bytes", "Resident set size of the process.", Deno.memoryUsage().rss],
+      ["purifier_rss_bytes", "Resident set size of the process.", mem.rss],
+      ["purifier_http_heap_bytes", "JS heap of the HTTP thread.", mem.heapTotal],
+      ["purifier_http_external_bytes", "Buffers held by the HTTP thread.", mem.external],
       ["purifier_uptime_seconds", "Seconds since start.", (Date.now() - this.startedAt) / 1000],
     ];
     for (const [name, help, v] of gauges) {
