@@ -697,9 +697,11 @@ function runFunctional(
   depth: number,
 ): SampleShape[] {
   const config = isObject(container.config) ? container.config : {};
+  // tfjs resolves inbound nodes by each layer's outer `name` (the last layer of a name wins).
   const byName = new Map<string, { layer: JsonObject; index: number }>();
   layers.forEach((l, i) => {
-    if (isObject(l)) byName.set(layerName(l, i), { layer: l, index: i });
+    if (!isObject(l)) return;
+    byName.set(typeof l.name === "string" ? l.name : layerName(l, i), { layer: l, index: i });
   });
   // Output shapes by `name#node`. Input layers and nested models own node 0; calls of a plain
   // layer start at 0, of a nested model at 1 (tfjs makes node 0 when it builds the model).
@@ -726,8 +728,7 @@ function runFunctional(
     }
     produced.set(`${r.name}#0`, [shape]);
   });
-  // Pending calls, evaluated in passes until none is left (layer_graph.ts has already refused
-  // graphs whose calls can never all run).
+  // Every layer call (layer_graph.ts has already refused graphs whose calls can never all run).
   const pending: { name: string; layer: JsonObject; node: number; refs: unknown[] }[] = [];
   for (const [name, { layer }] of byName) {
     if (layer.class_name === "InputLayer") continue;
@@ -743,38 +744,53 @@ function runFunctional(
       }
     });
   }
-  while (pending.length > 0) {
-    let progress = false;
-    for (let p = 0; p < pending.length; p++) {
-      const call = pending[p];
-      const shapes: SampleShape[] = [];
-      let ready = true;
-      for (const ref of call.refs) {
-        const r = refOf(ref);
-        const out = r && produced.get(`${r.name}#${r.node}`);
-        if (!r || !out) {
-          ready = false;
-          break;
-        }
-        if (out[r.tensor] === undefined) {
-          throw impossible(
-            { path: `${prefix}${call.name}`, className: String(call.layer.class_name) },
-            `reads output ${r.tensor} of '${r.name}', which has ${out.length}`,
-          );
-        }
-        shapes.push(out[r.tensor]);
+  // Each call runs once every key it reads exists (Kahn's order: linear in the calls, however
+  // the layers are listed).
+  const keyOf = (ref: unknown) => {
+    const r = refOf(ref);
+    return r && `${r.name}#${r.node}`;
+  };
+  const waiting = new Map<string, number[]>();
+  const missing = pending.map((call, i) => {
+    const keys = new Set<string>();
+    for (const ref of call.refs) {
+      const k = keyOf(ref);
+      // An entry that names no layer never resolves (layer_graph.ts refuses such graphs first).
+      keys.add(k ?? "\u0000unresolvable");
+    }
+    let n = 0;
+    for (const k of keys) {
+      if (produced.has(k)) continue;
+      n++;
+      const list = waiting.get(k);
+      if (list) list.push(i);
+      else waiting.set(k, [i]);
+    }
+    return n;
+  });
+  const ready = missing.flatMap((n, i) => (n === 0 ? [i] : []));
+  let done = 0;
+  while (ready.length > 0) {
+    const call = pending[ready.pop()!];
+    done++;
+    const shapes = call.refs.map((ref) => {
+      const r = refOf(ref)!;
+      const out = produced.get(`${r.name}#${r.node}`)!;
+      if (out[r.tensor] === undefined) {
+        throw impossible(
+          { path: `${prefix}${call.name}`, className: String(call.layer.class_name) },
+          `reads output ${r.tensor} of '${r.name}', which has ${out.length}`,
+        );
       }
-      if (!ready) continue;
-      produced.set(
-        `${call.name}#${call.node}`,
-        apply(walk, call.layer, `${prefix}${call.name}`, shapes, depth),
-      );
-      pending.splice(p--, 1);
-      progress = true;
-    }
-    if (!progress) {
-      throw impossible(at, "has layer calls whose inputs are never produced");
-    }
+      return out[r.tensor];
+    });
+    const key = `${call.name}#${call.node}`;
+    produced.set(key, apply(walk, call.layer, `${prefix}${call.name}`, shapes, depth));
+    for (const j of waiting.get(key) ?? []) if (--missing[j] === 0) ready.push(j);
+    waiting.delete(key);
+  }
+  if (done < pending.length) {
+    throw impossible(at, "has layer calls whose inputs are never produced");
   }
   const outs: SampleShape[] = [];
   const outputRefs = Array.isArray(config.output_layers) ? config.output_layers : [];
