@@ -5,9 +5,9 @@
  *   deno task lab -- --dataset fashion-mnist --attack badnets --out /tmp/lab_badnets
  *
  * Flags (defaults from `LabOptionsSchema`): --dataset fashion-mnist|synthetic, --data-dir DIR,
- * --attack badnets|blend|wanet, --trigger JSON (a full trigger spec; overrides --attack),
- * --mode all-to-one|all-to-all, --target 0, --poison-rate 0.1, --train 20000, --extra 2000,
- * --extra-poison-rate 0.1, --test 2000, --epochs 3, --batch-size 128, --optimizer adam|sgd,
+ * --attack badnets|blend|wanet|sig, --trigger JSON (a full trigger spec; overrides --attack),
+ * --mode all-to-one|all-to-all|clean-label, --target 0, --poison-rate 0.1, --train 20000,
+ * --extra 2000, --extra-poison-rate 0.1, --extra-imbalance 1, --test 2000, --epochs 3, --batch-size 128, --optimizer adam|sgd,
  * --lr NUM, --synthetic-size 16, --synthetic-classes 6, --seed 1, --backend wasm|cpu|webgpu,
  * --out DIR (default out/lab). `BACKEND` in the environment also picks the backend.
  */
@@ -29,6 +29,7 @@ const NUMBER_FLAGS = {
   train: "trainSize",
   extra: "extraSize",
   "extra-poison-rate": "extraPoisonRate",
+  "extra-imbalance": "extraImbalance",
   test: "testSize",
   epochs: "epochs",
   "batch-size": "batchSize",

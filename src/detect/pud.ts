@@ -36,7 +36,8 @@ import type { Classifier } from "../model/classifier.ts";
 import { logitsOf } from "../model/predict.ts";
 import { base64ToF32, base64ToU8 } from "../purify/codec.ts";
 import { runRound } from "../purify/round.ts";
-import { parseSchedule, type Schedule } from "../purify/schedule.ts";
+import { evidenceCost } from "../purify/evidence_phase.ts";
+import { EvidenceSchema, parseSchedule, type Schedule } from "../purify/schedule.ts";
 import { consistencyScores, otsuSplit, rowArgmax, suspectClass } from "../purify/selection.ts";
 import { FLAGGED } from "../purify/state.ts";
 import { trainableVariables } from "../purify/weights.ts";
@@ -61,16 +62,23 @@ export const PUD_PROBE_LRS = [0.003, 0.01, 0.03];
 /**
  * Image passes (forward, or forward and backward) the detector makes on `n` images, an upper
  * bound in the unit of `MAX_ATTACK_COST`: the infected logits, the trigger reconstruction, each
- * probe attempt (PGD steps plus one training pass per image) and its scoring pass; or, without a
- * suspect, the fallback fine-tune and its scoring pass.
+ * probe attempt (PGD steps plus one training pass per image) and its scoring pass; the evidence
+ * phase that finds the suspects; and, when it finds none, the fallback fine-tune and its scoring
+ * pass.
  */
-export function estimatePudCost(o: PudOptions, n: number, batchSize: number): number {
+export function estimatePudCost(
+  o: PudOptions,
+  n: number,
+  batchSize: number,
+  numClasses = 10,
+): number {
   const bs = Math.min(batchSize, 1024);
+  const evidence = evidenceCost(EvidenceSchema.parse({}), numClasses);
   const reconstruct = Math.max(1, Math.min(PUD_RECONSTRUCT_STEPS, o.max_steps)) * bs;
   const probe = PUD_PROBE_LRS.length *
     (Math.max(1, Math.min(PUD_PROBE_STEPS, o.max_steps)) * bs * (o.pgd_steps + 1) + n);
   const fallback = Math.min(o.finetune_epochs * n, o.max_steps * bs) * (o.pgd_steps + 1) + n;
-  return n + Math.max(reconstruct + probe, fallback);
+  return n + evidence + reconstruct + probe + fallback;
 }
 
 /** The schedule the detector runs, given whether a suspect class was found. */
@@ -148,19 +156,31 @@ export const pud: Detector<PudOptions> = async (
 ): Promise<DetectResult> => {
   const n = labels.length, k = clf.numClasses;
   if (options.purified) return fromPurified(clf, options.purified, images, labels, options, ctx);
-  const suspect = suspectClass(labels, k, { rule: "label_excess", min_excess: 0.2 });
-  const schedule = detectionSchedule(options, suspect.class !== null, ctx.batchSize, n);
   const vars = trainableVariables(clf);
   const saved = vars.map((v) => tf.clone(v));
+  const run = (schedule: Schedule) =>
+    runRound(clf, images, labels, { schedule, seed: options.seed % 2 ** 31 }, undefined, {
+      maxSteps: Number.MAX_SAFE_INTEGER,
+      maxMs: Number.MAX_SAFE_INTEGER,
+      signal: ctx.signal,
+    });
+  const restore = () => tf.tidy(() => vars.forEach((v, i) => v.assign(saved[i])));
   try {
-    const r = await runRound(
-      clf,
-      images,
-      labels,
-      { schedule, seed: options.seed % 2 ** 31 },
-      undefined,
-      { maxSteps: Number.MAX_SAFE_INTEGER, maxMs: Number.MAX_SAFE_INTEGER, signal: ctx.signal },
-    );
+    const first = await run(detectionSchedule(options, true, ctx.batchSize, n));
+    const found = first.report.suspect_classes;
+    const start = first.report.events.find((e) => e.event === "start") ?? {};
+    let r = first;
+    if (found.length === 0) {
+      // No class stands out, by the model or the labels: the paper's consistency recipe.
+      restore();
+      r = await run(detectionSchedule(options, false, ctx.batchSize, n));
+    }
+    const suspects = r === first ? found : [];
+    const where = suspects.length === 0
+      ? ""
+      : first.report.all_to_all
+      ? ", each class on its own (all-to-all suspected)"
+      : `, within the suspected class${suspects.length > 1 ? "es" : ""} ${suspects.join(", ")}`;
     const st = r.state;
     const scores = st.scores ? base64ToF32(st.scores, n, "scores") : new Float32Array(n);
     const membership = base64ToU8(st.membership, n, FLAGGED, "membership");
@@ -178,8 +198,7 @@ export const pud: Detector<PudOptions> = async (
         ? {
           rule: "top_fraction",
           value: options.flag_fraction,
-          description: `the top ${options.flag_fraction} of the set by score` +
-            (suspect.class !== null ? `, within the suspected class ${suspect.class}` : ""),
+          description: `the top ${options.flag_fraction} of the set by score${where}`,
         }
         : {
           rule: "otsu",
@@ -187,23 +206,26 @@ export const pud: Detector<PudOptions> = async (
           description: rescore.bimodal === false
             ? "the scores are not bimodal (Otsu's between-class share of the variance " +
               `${rescore.separation} < 0.75): nothing flagged`
-            : "Otsu's two-group split of the scores" +
-              (suspect.class !== null ? ` within the suspected class ${suspect.class}` : ""),
+            : `Otsu's two-group split of the scores${where}`,
         },
-      suspectedTarget: suspect.class ?? undefined,
+      suspectedTarget: first.report.suspect_class ?? undefined,
       diagnostics: {
-        label_counts: suspect.counts,
-        label_excess: Math.round(suspect.excess * 1e4) / 1e4,
-        score: suspect.class !== null ? "suspect_drop" : "consistency",
+        suspected_classes: found,
+        all_to_all: first.report.all_to_all,
+        evidence: first.report.evidence,
+        untargeted: start.untargeted ?? null,
+        label_counts: start.label_counts ?? null,
+        label_excess: start.label_excess ?? null,
+        score: suspects.length > 0 ? "suspect_drop" : "consistency",
         separation: rescore.separation ?? null,
         bimodal: rescore.bimodal ?? null,
         trigger: trigger ?? null,
-        steps: st.steps_done,
+        steps: first.state.steps_done + (r === first ? 0 : st.steps_done),
         timings_ms: st.timing,
       },
     };
   } finally {
-    tf.tidy(() => vars.forEach((v, i) => v.assign(saved[i])));
+    restore();
     tf.dispose(saved);
   }
 };

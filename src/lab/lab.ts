@@ -49,12 +49,14 @@ export const LabOptionsSchema = z.object({
   dataDir: z.string().min(1).default(DEFAULT_FASHION_MNIST_DIR).describe(
     "directory of the Fashion-MNIST IDX files (gzipped or raw)",
   ),
-  attack: z.enum(["badnets", "blend", "wanet"]).default("badnets").describe(
+  attack: z.enum(["badnets", "blend", "wanet", "sig"]).default("badnets").describe(
     "trigger type, with its default parameters and the lab's seed",
   ),
   trigger: TriggerSpecSchema.optional().describe("full trigger spec; overrides attack"),
   mode: AttackModeSchema.default("all-to-one"),
-  target: z.int().min(0).max(9).default(0).describe("target class of an all-to-one attack"),
+  target: z.int().min(0).max(9).default(0).describe(
+    "target class of an all-to-one or clean-label attack",
+  ),
   poisonRate: rate(0.1, "fraction of the training subset that is poisoned"),
   trainSize: count(
     20_000,
@@ -64,6 +66,11 @@ export const LabOptionsSchema = z.object({
   ),
   extraSize: count(2_000, 60_000, "images of the extra (user's dirty) set"),
   extraPoisonRate: rate(0.1, "fraction of the extra set that is poisoned"),
+  extraImbalance: z.number().min(1).max(100).default(1).describe(
+    "ratio of the most to the least frequent class in the extra set (1: drawn uniformly, as " +
+      "the data come); classes' shares fall geometrically in a seeded order, so some natural " +
+      "class stands out by its count although no label was flipped",
+  ),
   testSize: count(2_000, 10_000, "clean test images"),
   epochs: z.int().min(0).max(100).default(3),
   batchSize: z.int().min(1).max(4096).default(128),
@@ -127,7 +134,14 @@ export interface LabResult {
 }
 
 /** Seed streams of the lab's random draws; distinct so each draw is independent. */
-const STREAM = { split: 11, poisonTrain: 12, poisonExtra: 13, shuffle: 14, init: 15 };
+const STREAM = {
+  split: 11,
+  poisonTrain: 12,
+  poisonExtra: 13,
+  shuffle: 14,
+  init: 15,
+  imbalance: 16,
+};
 
 /**
  * Validates lab options and fills in defaults.
@@ -177,12 +191,50 @@ async function loadSplits(
   const rng = new Rng(o.seed, STREAM.split);
   // Training subset and extra set are disjoint draws from the 60,000 training images.
   const order = pick(pool, o.trainSize + o.extraSize, rng);
+  const extraIdx = o.extraImbalance > 1
+    ? unbalancedDraw(fm.train.y, order.subarray(0, o.trainSize), fm.train.numClasses, o)
+    : order.subarray(o.trainSize);
   return {
     train: subset(fm.train, order.subarray(0, o.trainSize)),
-    extra: subset(fm.train, order.subarray(o.trainSize)),
+    extra: subset(fm.train, extraIdx),
     test: subset(fm.test, pick(fm.test.y.length, Math.min(o.testSize, fm.test.y.length), rng)),
     classNames: [...FASHION_MNIST_CLASSES],
   };
+}
+
+/**
+ * `o.extraSize` indices outside `taken` whose class shares fall geometrically from 1 to
+ * `1/o.extraImbalance` in a seeded class order. The training subset and the test set are the
+ * same draws as for a balanced extra set of the same seed.
+ */
+function unbalancedDraw(
+  y: Int32Array,
+  taken: Int32Array,
+  k: number,
+  o: LabOptions,
+): Int32Array {
+  const rng = new Rng(o.seed, STREAM.imbalance);
+  const rank = rng.sample(Int32Array.from({ length: k }, (_, c) => c), k);
+  const share = new Float64Array(k);
+  rank.forEach((c, r) => share[c] = o.extraImbalance ** (-r / Math.max(1, k - 1)));
+  const total = share.reduce((a, b) => a + b, 0);
+  const quota = Array.from(share, (s) => Math.floor((o.extraSize * s) / total));
+  for (let r = 0; quota.reduce((a, b) => a + b, 0) < o.extraSize; r = (r + 1) % k) quota[rank[r]]++;
+  const used = new Uint8Array(y.length);
+  for (const i of taken) used[i] = 1;
+  const out: number[] = [];
+  for (const i of rng.sample(Int32Array.from({ length: y.length }, (_, i) => i), y.length)) {
+    if (used[i] || quota[y[i]] === 0) continue;
+    quota[y[i]]--;
+    out.push(i);
+    if (out.length === o.extraSize) break;
+  }
+  if (out.length < o.extraSize) {
+    throw new ValidationError(
+      `extraImbalance ${o.extraImbalance}: not enough images left to fill the extra set's quotas`,
+    );
+  }
+  return Int32Array.from(out);
 }
 
 function images(d: Dataset): LabImages {
@@ -207,7 +259,7 @@ export async function runLab(
 
   const { train, extra, test, classNames } = await loadSplits(o);
   const numClasses = train.numClasses;
-  if (o.mode === "all-to-one" && o.target >= numClasses) {
+  if (o.mode !== "all-to-all" && o.target >= numClasses) {
     throw new ValidationError(`target must be a class in [0, ${numClasses - 1}]; got ${o.target}`);
   }
   const tData = since(t0);
@@ -235,7 +287,7 @@ export async function runLab(
   const tPoison = since(t1);
   log(
     `poison: ${JSON.stringify(trigger)} ${o.mode}` +
-      (o.mode === "all-to-one" ? ` target ${o.target}` : "") +
+      (o.mode !== "all-to-all" ? ` target ${o.target}` : "") +
       `; ${trainP.poisonIndices.length} training and ${extraP.poisonIndices.length} extra ` +
       `images poisoned (${tPoison.toFixed(1)} s)`,
   );

@@ -6,7 +6,12 @@
  * @module
  */
 import { ValidationError } from "../errors.ts";
-import { type AttackMode, backdoorLabel, canPoison } from "../triggers/attack_mode.ts";
+import {
+  type AttackMode,
+  backdoorLabel,
+  canPoison,
+  measuresAttack,
+} from "../triggers/attack_mode.ts";
 import { applyTrigger, type TriggerSpec } from "../triggers/trigger.ts";
 import { type Dataset, imageSize, subset, toBytes, toUnit } from "./dataset.ts";
 import { Rng } from "./rng.ts";
@@ -51,14 +56,15 @@ export function triggerImages(d: Dataset, spec: TriggerSpec): Uint8Array {
 }
 
 function checkTarget(mode: AttackMode, target: number, numClasses: number): void {
-  if (mode === "all-to-one" && !(Number.isInteger(target) && target >= 0 && target < numClasses)) {
+  if (mode !== "all-to-all" && !(Number.isInteger(target) && target >= 0 && target < numClasses)) {
     throw new ValidationError(`target must be a class in [0, ${numClasses - 1}]; got ${target}`);
   }
 }
 
 /**
  * Poisons `round(rate·N)` images of `d` chosen uniformly (seeded) among those that can carry the
- * backdoor (in all-to-one mode, images not already of the target class).
+ * backdoor (all-to-one: images not already of the target class; clean-label: images of the target
+ * class, whose labels stay as they are; all-to-all: any image).
  *
  * @throws {ValidationError} `rate` is outside [0, 1], the target is not a class, or there are
  *   fewer eligible images than the rate asks for.
@@ -74,9 +80,10 @@ export function poisonDataset(d: Dataset, opts: PoisonOptions): PoisonedDataset 
   const eligible: number[] = [];
   for (let i = 0; i < n; i++) if (canPoison(d.y[i], mode, target)) eligible.push(i);
   if (count > eligible.length) {
+    const which = mode === "clean-label" ? "of" : "not of";
     throw new ValidationError(
       `poison rate ${rate} asks for ${count} of ${n} images but only ${eligible.length} are ` +
-        `not of the target class ${target}`,
+        `${which} the target class ${target}`,
     );
   }
   const picked = new Rng(opts.seed, 0x901).sample(eligible, count).sort();
@@ -103,8 +110,8 @@ export function poisonDataset(d: Dataset, opts: PoisonOptions): PoisonedDataset 
 }
 
 /**
- * The backdoor test set: every image of `test` that can carry the backdoor, triggered, labelled
- * with the class the attacker wants. Attack success rate = accuracy on this set.
+ * The backdoor test set: every image of `test` whose label differs from the attacker's class for
+ * it, triggered, labelled with that class. Attack success rate = accuracy on this set.
  */
 export function backdoorTestSet(
   test: Dataset,
@@ -114,7 +121,7 @@ export function backdoorTestSet(
 ): Dataset & { sourceIndices: Int32Array } {
   checkTarget(mode, target, test.numClasses);
   const keep: number[] = [];
-  for (let i = 0; i < test.y.length; i++) if (canPoison(test.y[i], mode, target)) keep.push(i);
+  for (let i = 0; i < test.y.length; i++) if (measuresAttack(test.y[i], mode, target)) keep.push(i);
   const sourceIndices = Int32Array.from(keep);
   const src = subset(test, sourceIndices);
   const y = src.y.map((l) => backdoorLabel(l, mode, target, test.numClasses));

@@ -20,6 +20,10 @@ export const STREAM = {
   initialClean: 4,
   reconstruct: 5,
   probe: 6,
+  evidenceImages: 7,
+  evidencePatch: 8,
+  evidenceAdditive: 9,
+  evidenceUntargeted: 10,
 } as const;
 
 /** Hashes integers (each taken modulo 2³²) into one 32-bit value. */
@@ -41,4 +45,33 @@ export class CounterRng extends Sfc32 {
 /** A seed in [0, 2³¹) for tfjs' seeded random ops (PGD random starts), from the same parts. */
 export function opSeed(seed: number, ...parts: number[]): number {
   return hashInts(seed, STREAM.pgd, ...parts) >>> 1;
+}
+
+/**
+ * Indices `[from, from + count)` of the endless sequence of seeded shuffles of `pool` for
+ * `(seed, stream, stage)`: epoch `e` is `pool` shuffled by `CounterRng(seed, stream, stage, e)`.
+ * `cache` keeps the shuffles already made (keyed by stream, stage and epoch).
+ */
+export function seededDraw(
+  pool: Int32Array,
+  seed: number,
+  stream: number,
+  stage: number,
+  from: number,
+  count: number,
+  cache: Map<string, Int32Array>,
+): Int32Array {
+  const out = new Int32Array(count);
+  for (let j = 0; j < count; j++) {
+    const pos = from + j;
+    const epoch = Math.floor(pos / pool.length);
+    const key = `${stream}:${stage}:${epoch}`;
+    let perm = cache.get(key);
+    if (perm === undefined) {
+      perm = new CounterRng(seed, stream, stage, epoch).shuffle(pool.slice());
+      cache.set(key, perm);
+    }
+    out[j] = perm[pos % pool.length];
+  }
+  return out;
 }

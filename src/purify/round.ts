@@ -30,11 +30,22 @@ import { evaluate, type EvaluateInput, type EvaluateReport } from "../metrics/ev
 import { auroc, flagMetrics } from "../detect/roc.ts";
 import { canonicalJson } from "./codec.ts";
 import { resolveSchedule, type RoundParams } from "./params.ts";
-import { CounterRng, opSeed, STREAM } from "./rng.ts";
+import { opSeed, seededDraw, STREAM } from "./rng.ts";
 import type { ReconstructStage, Schedule, TrainStage } from "./schedule.ts";
+import {
+  type EvidenceContext,
+  evidenceDecision,
+  evidenceStamps,
+  type EvidenceUnit,
+  evidenceUnits,
+  freshEvidence,
+  runEvidenceUnit,
+  stampEach,
+} from "./evidence_phase.ts";
 import {
   initialMembership,
   reselect,
+  rowArgmax,
   scopedSuspicion,
   suspectClass,
   suspicion,
@@ -51,6 +62,7 @@ import {
   type RoundReportEntry,
   scoreUnits,
   sealState,
+  stampSize,
   STATE_FORMAT,
   STATE_VERSION,
 } from "./state.ts";
@@ -59,7 +71,6 @@ import {
   disposeTriggerVars,
   initialTriggerArrays,
   reconstructionStep,
-  stamp,
   triggerArrays,
   type TriggerVars,
   triggerVars,
@@ -91,7 +102,13 @@ export interface RoundContext {
 
 export interface RoundReport extends RoundReportEntry {
   done: boolean;
+  /** The primary suspect (the class a reconstruct stage refines), or null. */
   suspect_class: number | null;
+  /** Every suspected target class (all of them when all-to-all is suspected). */
+  suspect_classes: number[];
+  all_to_all: boolean;
+  /** Per-class evidence from the infected model, once the evidence phase has finished. */
+  evidence: NonNullable<PurifyState["suspect"]>["per_class"];
   /** Indices of every image flagged as poisoned so far. */
   flagged_indices: number[];
   /** ms per unit of work, by kind, as measured (the last of each kind). */
@@ -161,6 +178,8 @@ export async function runRound(
       rounds: 0,
       steps_done: 0,
       suspect: null,
+      evidence: null,
+      stamps: null,
       infected_logits: "",
       current_logits: null,
       scores: null,
@@ -186,6 +205,8 @@ export async function runRound(
       teacher: null,
       reference: null,
       trigger: null,
+      evidence: null,
+      stamps: null,
     };
   } else {
     const opened = await openState(state, {
@@ -244,6 +265,10 @@ class Engine {
   #lossSums: Partial<Record<ReportedLoss, number>> = {};
   #lossCounts: Partial<Record<ReportedLoss, number>> = {};
   #events: Record<string, unknown>[] = [];
+  #evidenceUnits: EvidenceUnit[] | undefined;
+  #stampTensors: { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] | undefined;
+  /** The reconstructed trigger's stamp parts made for the current step (disposed after it). */
+  #liveStamp: { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] = [];
 
   constructor(
     readonly clf: Classifier,
@@ -303,28 +328,22 @@ class Engine {
 
   /** Indices `[from, from + count)` of the endless sequence of seeded shuffles of `pool`. */
   #draw(pool: Int32Array, stream: number, stage: number, from: number, count: number): Int32Array {
-    const out = new Int32Array(count);
-    for (let j = 0; j < count; j++) {
-      const pos = from + j;
-      const epoch = Math.floor(pos / pool.length);
-      const key = `${stream}:${stage}:${epoch}`;
-      let perm = this.#permCache.get(key);
-      if (perm === undefined) {
-        perm = new CounterRng(this.st.seed, stream, stage, epoch).shuffle(pool.slice());
-        this.#permCache.set(key, perm);
-      }
-      out[j] = perm[pos % pool.length];
-    }
-    return out;
+    return seededDraw(pool, this.st.seed, stream, stage, from, count, this.#permCache);
   }
 
   #stageLabel(): string {
     const c = this.st.cursor;
-    return c.phase === "init" || c.phase === "done" ? c.phase : this.#schedule.stages[c.stage].name;
+    return c.phase === "init" || c.phase === "done" || c.phase === "evidence"
+      ? c.phase
+      : this.#schedule.stages[c.stage].name;
   }
 
   #unitKey(): string {
     const c = this.st.cursor;
+    if (c.phase === "evidence") {
+      const units = this.#evidenceUnits ??= evidenceUnits(this.#evidenceCtx());
+      return `evidence:${units[c.step]?.kind}`;
+    }
     return c.phase === "stage" ? `stage${c.stage}` : c.phase;
   }
 
@@ -364,6 +383,18 @@ class Engine {
       }
       return;
     }
+    if (c.phase === "evidence") {
+      const units = this.#evidenceUnits ??= evidenceUnits(this.#evidenceCtx());
+      await runEvidenceUnit(
+        this.#evidenceCtx(),
+        units[c.step],
+        this.st.evidence!,
+        this.a.evidence!,
+      );
+      c.step++;
+      if (c.step === c.total) this.#finishEvidence();
+      return;
+    }
     const stage = this.#schedule.stages[c.stage];
     if (stage.kind === "reconstruct") await this.#reconstructStep(stage, c.stage, c.step);
     else await this.#trainStep(stage, c.stage, c.step);
@@ -381,26 +412,101 @@ class Engine {
     z.dispose();
   }
 
+  #evidenceCtx(): EvidenceContext {
+    const { height: h, width: w, channels: c } = this.st.dataset;
+    return {
+      clf: this.clf,
+      labels: this.labels,
+      infected: this.a.infectedLogits,
+      dims: { h, w, c, k: this.#k },
+      options: this.#schedule.suspect.evidence,
+      seed: this.st.seed,
+      batch: (idx) => this.#batch(idx),
+      signal: this.ctx.signal,
+    };
+  }
+
   #finishInit(): void {
+    if (this.#schedule.suspect.rule === "evidence") {
+      const ctx = this.#evidenceCtx();
+      const units = evidenceUnits(ctx);
+      if (units.length > 0) {
+        const fresh = freshEvidence(ctx);
+        this.st.evidence = fresh.state;
+        this.a.evidence = fresh.arrays;
+        this.#evidenceUnits = units;
+        this.st.cursor = { phase: "evidence", stage: 0, step: 0, total: units.length, attempt: 0 };
+        return;
+      }
+    }
     const s = suspectClass(this.labels, this.#k, this.#schedule.suspect);
-    this.st.suspect = s;
+    this.#start({
+      class: s.class,
+      classes: s.class === null ? [] : [s.class],
+      all_to_all: false,
+      label_consistent: false,
+      counts: s.counts,
+      excess: s.excess,
+      per_class: null,
+      untargeted: null,
+    });
+  }
+
+  /** The evidence is in: decide the suspects and keep their triggers for stamping. */
+  #finishEvidence(): void {
+    const rule = this.#schedule.suspect;
+    const ev = this.st.evidence!;
+    const d = evidenceDecision(this.#evidenceCtx(), ev, rule.min_excess);
+    const s = suspectClass(this.labels, this.#k, rule);
+    const { height: h, width: w, channels: c } = this.st.dataset;
+    const stamps = evidenceStamps(d, ev, this.a.evidence!, { h, w, c, k: this.#k });
+    this.st.stamps = stamps && { kinds: stamps.kinds, data: "" };
+    this.a.stamps = stamps?.data ?? null;
+    this.st.evidence = null;
+    this.a.evidence = null;
+    const primary = d.primary;
+    this.#start({
+      class: primary,
+      classes: d.classes,
+      all_to_all: d.all_to_all,
+      label_consistent: primary !== null && d.per_class[primary].label_excess < rule.min_excess,
+      counts: s.counts,
+      excess: s.excess,
+      per_class: d.per_class,
+      untargeted: d.untargeted,
+    });
+  }
+
+  #start(suspect: NonNullable<Unsealed["suspect"]>): void {
+    this.st.suspect = suspect;
     this.a.membership = initialMembership(
       this.#schedule,
       this.labels,
       this.a.infectedLogits,
       this.#k,
-      s.class,
+      suspect.all_to_all ? [] : suspect.classes,
       this.st.seed,
     );
     this.#cleanCache = undefined;
     this.#events.push({
       event: "start",
-      suspect_class: s.class,
-      label_counts: s.counts,
-      label_excess: round4(s.excess),
+      suspect_class: suspect.class,
+      suspect_classes: suspect.classes,
+      all_to_all: suspect.all_to_all,
+      label_consistent: suspect.label_consistent,
+      label_counts: suspect.counts,
+      label_excess: round4(suspect.excess),
       clean_set: this.#clean().length,
+      ...(suspect.per_class ? { evidence: suspect.per_class } : {}),
+      ...(suspect.untargeted ? { untargeted: suspect.untargeted } : {}),
+      ...(this.st.stamps ? { stamps: this.st.stamps.kinds } : {}),
     });
     this.#enterStage(0);
+  }
+
+  /** Suspected classes the rescoring ranks (every class when all-to-all is suspected). */
+  #suspects(): number[] {
+    return this.st.suspect?.classes ?? [];
   }
 
   /** Sets up stage `s` (or `done`), skipping stages that have nothing to do. */
@@ -421,7 +527,15 @@ class Engine {
         }
         const { height: h, width: w, channels: c } = this.st.dataset;
         disposeTriggerVars(this.#trigger);
-        this.#trigger = triggerVars(initialTriggerArrays(h, w, c), h, w, c);
+        this.#disposeStampTensors();
+        // The evidence phase's search towards the target is where this one starts.
+        const start = initialTriggerArrays(h, w, c);
+        const scanned = this.#stampData("patch", target);
+        if (scanned) {
+          start.maskLogits.set(scanned.subarray(0, h * w));
+          start.patternLogits.set(scanned.subarray(h * w));
+        }
+        this.#trigger = triggerVars(start, h, w, c);
         this.st.trigger = {
           target,
           mask_logits: "",
@@ -497,15 +611,15 @@ class Engine {
     const stage = this.#schedule.stages[s] as TrainStage;
     const rule = stage.rescore!;
     const z = this.a.currentLogits!;
-    const suspect = this.st.suspect?.class ?? null;
+    const suspects = this.#suspects();
     const multi = isMultiProbe(stage);
     const base = multi ? this.a.probeBase! : this.a.membership;
-    const u = suspicion(rule.score, this.a.infectedLogits, z, this.#n, this.#k, suspect);
-    const r = reselect(rule, u, this.a.infectedLogits, z, this.labels, base, this.#k, suspect);
+    const u = suspicion(rule.score, this.a.infectedLogits, z, this.labels, this.#k, suspects);
+    const r = reselect(rule, u, this.a.infectedLogits, z, this.labels, base, this.#k, suspects);
     const probe = this.st.probe;
     const sep = r.separation ?? 0;
     const adopt = !multi || probe!.best_separation === null || sep > probe!.best_separation;
-    const scores = scopedSuspicion(u, this.labels, rule, suspect);
+    const scores = scopedSuspicion(u, this.labels, rule, suspects);
     if (adopt) {
       this.a.scores = scores;
       this.a.membership = r.membership;
@@ -527,6 +641,15 @@ class Engine {
       threshold: roundOrNull(r.threshold),
       separation: roundOrNull(r.separation),
       bimodal: r.bimodal,
+      ...(r.groups.length > 1
+        ? {
+          groups: r.groups.map((g) => ({
+            ...g,
+            threshold: roundOrNull(g.threshold),
+            separation: roundOrNull(g.separation),
+          })),
+        }
+        : {}),
       newly_flagged: r.newlyFlagged,
       flagged,
       clean_set: r.membership.reduce((c, m) => c + (m === CLEAN ? 1 : 0), 0),
@@ -648,9 +771,9 @@ class Engine {
         });
         batch.xAdv = r.adversarial;
       }
-      if (w.trigger > 0 && this.#trigger) {
-        const t = this.#trigger;
-        batch.xTrig = tf.tidy(() => stamp(batch.x, t.maskLogits, t.patternLogits));
+      if (w.trigger > 0) {
+        const stamps = this.#stamps();
+        if (stamps.length > 0) batch.xTrig = stampEach(batch.x, stamps, step);
       }
       const flagged = w.unlearn > 0 ? this.#flagged() : new Int32Array(0);
       if (flagged.length > 0) {
@@ -663,6 +786,15 @@ class Engine {
           : this.#labelsOf(fIdx);
       }
       if (w.mean_teacher > 0 && this.#teacher) batch.teacherProbs = this.#teacherProbs(batch.x);
+      if (w.distill > 0) {
+        const k = this.#k, z0 = this.a.infectedLogits;
+        const rows = new Float32Array(idx.length * k);
+        idx.forEach((i, j) => rows.set(z0.subarray(i * k, (i + 1) * k), j * k));
+        batch.infectedLogits = tf.tensor2d(rows, [idx.length, k]);
+        batch.agree = tf.tensor1d(
+          Float32Array.from(idx, (i) => (rowArgmax(z0, i, k) === this.labels[i] ? 1 : 0)),
+        );
+      }
       const lr = stage.probe_lrs?.[this.st.cursor.attempt] ?? stage.lr;
       const losses = await trainStep(this.clf, this.vars, this.#sgd, { ...stage, lr }, batch, {
         training: this.#training,
@@ -672,7 +804,70 @@ class Engine {
       if (this.#teacher) this.#emaUpdate(stage.mean_teacher.ema_decay);
     } finally {
       tf.dispose(Object.values(batch));
+      for (const l of this.#liveStamp.splice(0)) tf.dispose([l.mask, l.pattern, l.delta]);
     }
+  }
+
+  /** The evidence phase's stamp data of `kind` towards `target`, if the state keeps one. */
+  #stampData(kind: "patch" | "additive", target: number | null): Float32Array | undefined {
+    const st = this.st.stamps;
+    if (!st || !this.a.stamps) return undefined;
+    const { height: h, width: w, channels: c } = this.st.dataset;
+    let off = 0;
+    for (const s of st.kinds) {
+      const size = stampSize(s.kind, h, w, c);
+      if (s.kind === kind && s.target === target) return this.a.stamps.subarray(off, off + size);
+      off += size;
+    }
+    return undefined;
+  }
+
+  /**
+   * Every trigger the train stages stamp, as `(1 − m)·x + m·p + δ` parts: the reconstructed
+   * trigger (live: a later reconstruct stage may still change it) and the evidence phase's
+   * stamps, less the patch the reconstructed trigger refines.
+   */
+  #stamps(): { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] {
+    const { height: h, width: w, channels: c } = this.st.dataset;
+    if (this.#stampTensors === undefined) {
+      const out: { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] = [];
+      const refined = this.st.trigger?.target ?? null;
+      let off = 0;
+      for (const s of this.st.stamps?.kinds ?? []) {
+        const size = stampSize(s.kind, h, w, c);
+        const d = this.a.stamps!.subarray(off, off + size);
+        off += size;
+        if (s.kind === "patch" && this.#trigger && s.target === refined) continue;
+        out.push(tf.tidy(() =>
+          s.kind === "patch"
+            ? {
+              mask: tf.sigmoid(tf.tensor3d(d.subarray(0, h * w), [h, w, 1])) as tf.Tensor3D,
+              pattern: tf.sigmoid(tf.tensor3d(d.subarray(h * w), [h, w, c])) as tf.Tensor3D,
+              delta: tf.zeros([h, w, c]) as tf.Tensor3D,
+            }
+            : {
+              mask: tf.zeros([h, w, 1]) as tf.Tensor3D,
+              pattern: tf.zeros([h, w, c]) as tf.Tensor3D,
+              delta: tf.tensor3d(d, [h, w, c]),
+            }
+        ));
+      }
+      this.#stampTensors = out;
+    }
+    if (!this.#trigger) return this.#stampTensors;
+    const t = this.#trigger;
+    const live = tf.tidy(() => ({
+      mask: tf.sigmoid(t.maskLogits) as tf.Tensor3D,
+      pattern: tf.sigmoid(t.patternLogits) as tf.Tensor3D,
+      delta: tf.zeros([h, w, c]) as tf.Tensor3D,
+    }));
+    this.#liveStamp.push(live);
+    return [live, ...this.#stampTensors];
+  }
+
+  #disposeStampTensors(): void {
+    for (const s of this.#stampTensors ?? []) tf.dispose([s.mask, s.pattern, s.delta]);
+    this.#stampTensors = undefined;
   }
 
   /** Softmax of the teacher on `x`: the teacher's weights are swapped in for one forward pass. */
@@ -721,6 +916,11 @@ class Engine {
     let next = c.stage;
     if (c.phase === "init") {
       next = 0;
+      if (this.#schedule.suspect.rule === "evidence") {
+        rest += evidenceUnitsBound(this.#schedule, this.#k);
+      }
+    } else if (c.phase === "evidence") {
+      next = 0;
     } else if (c.phase === "stage") {
       const s = stages[c.stage];
       if (s.kind === "train" && s.rescore !== null) rest += score;
@@ -729,11 +929,14 @@ class Engine {
       next = c.stage + 1;
     }
     const current = stages[c.stage];
-    if (c.phase !== "init" && current?.kind === "train" && isMultiProbe(current)) {
+    if (
+      c.phase !== "init" && c.phase !== "evidence" && current?.kind === "train" &&
+      isMultiProbe(current)
+    ) {
       const left = current.probe_lrs!.length - 1 - c.attempt;
       rest += left * (trainStageSteps(current, this.#clean().length) + score);
     }
-    const clean = c.phase === "init" ? this.#n : this.#clean().length;
+    const clean = c.phase === "init" || c.phase === "evidence" ? this.#n : this.#clean().length;
     for (let s = next; s < stages.length; s++) {
       const stage = stages[s];
       if (stage.kind === "reconstruct") rest += stage.steps;
@@ -764,6 +967,16 @@ class Engine {
         adam_t: t.t,
       };
     }
+    if (st.evidence && this.a.evidence) {
+      const e = this.a.evidence;
+      st.evidence = {
+        ...st.evidence,
+        patch_triggers: encode.f32(e.patchTriggers),
+        additive_deltas: encode.f32(e.additiveDeltas),
+        untargeted_trigger: e.untargetedTrigger ? encode.f32(e.untargetedTrigger) : null,
+      };
+    }
+    if (st.stamps && this.a.stamps) st.stamps = { ...st.stamps, data: encode.f32(this.a.stamps) };
     st.infected_logits = encode.f32(this.a.infectedLogits);
     st.current_logits = this.a.currentLogits ? encode.f32(this.a.currentLogits) : null;
     st.scores = this.a.scores ? encode.f32(this.a.scores) : null;
@@ -787,10 +1000,8 @@ class Engine {
     const flagged = this.#flagged();
     const entry: RoundReportEntry = {
       round: st.rounds,
-      stage: c.phase === "done"
-        ? "done"
-        : c.phase === "init"
-        ? "init"
+      stage: c.phase === "done" || c.phase === "init" || c.phase === "evidence"
+        ? c.phase
         : this.#schedule.stages[c.stage].name,
       phase: c.phase,
       progress: round4(st.steps_done / Math.max(1, st.steps_done + remaining)),
@@ -816,6 +1027,9 @@ class Engine {
         ...entry,
         done,
         suspect_class: st.suspect?.class ?? null,
+        suspect_classes: st.suspect?.classes ?? [],
+        all_to_all: st.suspect?.all_to_all ?? false,
+        evidence: st.suspect?.per_class ?? null,
         flagged_indices: Array.from(flagged),
         timings: { ...st.timing },
       },
@@ -826,9 +1040,18 @@ class Engine {
     this.#x?.dispose();
     this.#sgd?.dispose();
     disposeTriggerVars(this.#trigger);
+    this.#disposeStampTensors();
     if (this.#teacher) tf.dispose(this.#teacher);
     if (this.#reference) tf.dispose(this.#reference);
   }
+}
+
+/** Most units an evidence phase can take (before the infected logits say how many apply). */
+function evidenceUnitsBound(schedule: Schedule, k: number): number {
+  const o = schedule.suspect.evidence;
+  const landing = o.landing_per_class > 0 ? Math.ceil((k * o.landing_per_class) / o.batch_size) : 0;
+  const patch = o.patch_steps > 0 ? k + (o.untargeted ? 1 : 0) : 0;
+  return landing + patch + (o.additive_steps > 0 ? k : 0);
 }
 
 /** A probe that tries several learning rates and keeps the cleanest split. */

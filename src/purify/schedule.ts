@@ -59,7 +59,19 @@ export const LossWeightsSchema = z.object({
   mean_teacher: z.number().min(0).max(100).default(0).describe(
     "w of w·MSE(softmax(student), softmax(EMA teacher)) on clean-set images (default 0)",
   ),
+  distill: z.number().min(0).max(100).default(0).describe(
+    "w of w·T²·KL(softmax(z_infected/T) ‖ softmax(z/T)) on clean-set images the infected model " +
+      "classifies as labelled (Hinton et al., 2015): keeps the infected model's clean behaviour " +
+      "where it is right, which is what adversarial training erodes; the infected logits travel " +
+      "in the state, so no second model is needed (default 0)",
+  ),
 }).strict().describe("weights of the loss terms summed at every step");
+
+export const DistillSchema = z.object({
+  temperature: z.number().min(0.5).max(20).default(2).describe(
+    "T of the distillation term (default 2)",
+  ),
+}).strict().describe("distillation from the infected model on the images it gets right");
 
 export const UnlearnSchema = z.object({
   mode: z.enum(["complement", "relabel", "ascent"]).default("complement").describe(
@@ -164,6 +176,7 @@ export const TrainStageSchema = z.object({
   pgd: PgdTrainingSchema.default(PgdTrainingSchema.parse({})),
   unlearn: UnlearnSchema.default(UnlearnSchema.parse({})),
   mean_teacher: MeanTeacherSchema.default(MeanTeacherSchema.parse({})),
+  distill: DistillSchema.default(DistillSchema.parse({})),
   probe_lrs: z.array(z.number().gt(0).max(1)).min(1).max(5).optional().describe(
     "probe only (revert with rescore): run the stage once per learning rate, each from the same " +
       "weights and the same selection, and keep the selection whose scores split most cleanly " +
@@ -200,16 +213,77 @@ export const ReconstructStageSchema = z.object({
 export const StageSchema = z.discriminatedUnion("kind", [TrainStageSchema, ReconstructStageSchema])
   .describe("one stage of the schedule");
 
+export const EvidenceSchema = z.object({
+  landing_per_class: z.int().min(0).max(500).default(20).describe(
+    "clean-looking images per class (the infected model agrees with their label) attacked by " +
+      "untargeted PGD to see where they land; 0 skips the signal (default 20)",
+  ),
+  landing_eps: z.number().gt(0).max(0.5).default(8 / 255).describe(
+    "L-inf budget of those PGD examples (default 8/255)",
+  ),
+  landing_steps: z.int().min(1).max(100).default(10).describe(
+    "PGD steps, step eps/4, random start (default 10)",
+  ),
+  patch_steps: z.int().min(0).max(2000).default(60).describe(
+    "Adam steps of the mask-and-pattern trigger search towards each class (Neural Cleanse); 0 " +
+      "skips the signal (default 60)",
+  ),
+  patch_budget: z.number().gt(0).max(0.5).default(0.012).describe(
+    "most area of that trigger, as a share of the image (the mask is scaled down past it): the " +
+      "signal is how often a trigger this small reaches each class; 0.012 is 9.4 of 28×28 " +
+      "pixels, about a 3×3 patch (default 0.012)",
+  ),
+  patch_l1_weight: z.number().min(0).max(100).default(1).describe(
+    "λ of CE(target) + λ·mean(mask) in that search, which keeps the mask compact within the " +
+      "budget (default 1)",
+  ),
+  additive_steps: z.int().min(0).max(2000).default(40).describe(
+    "signed steps of the universal additive perturbation towards each class; 0 skips the " +
+      "signal (default 40)",
+  ),
+  additive_eps: z.number().gt(0).max(0.5).default(16 / 255).describe(
+    "L-inf budget of that perturbation: above the adversarial-training budget, within a " +
+      "blended or signal trigger's amplitude (default 16/255)",
+  ),
+  untargeted: z.boolean().default(true).describe(
+    "also search one untargeted trigger (every class moved off its label), the all-to-all test " +
+      "(default true)",
+  ),
+  batch_size: z.int().min(1).max(1024).default(64).describe(
+    "images per step of every search (default 64)",
+  ),
+  patch_threshold: z.number().gt(0).max(100).default(3).describe(
+    "anomaly index (robust SDs above the median success of the budgeted patch trigger) that " +
+      "makes a suspect; Neural Cleanse's index on mask size uses 2 (default 3)",
+  ),
+  additive_threshold: z.number().gt(0).max(100).default(5).describe(
+    "anomaly index (robust SDs above the median success) that makes an additive suspect; set " +
+      "above the natural attractor classes of a clean model (default 5)",
+  ),
+  landing_threshold: z.number().gt(0).max(100).default(5).describe(
+    "anomaly index of the landing share that makes a suspect (default 5)",
+  ),
+  max_suspects: z.int().min(1).max(100).default(3).describe(
+    "most suspects kept, most anomalous first (default 3)",
+  ),
+}).strict().describe(
+  "evidence from the infected model itself: where untargeted adversarial examples land, the " +
+    "smallest patch trigger and the strongest small additive perturbation towards each class",
+);
+
 export const SuspectSchema = z.object({
-  rule: z.enum(["label_excess", "none"]).default("label_excess").describe(
-    "label_excess: the class whose label count most exceeds the median class count (an " +
-      "all-to-one attack adds its poisoned images to the target's count); none: no suspect " +
-      "(default label_excess)",
+  rule: z.enum(["evidence", "label_excess", "none"]).default("evidence").describe(
+    "evidence: classes whose model-side evidence stands out (see evidence), with label excess " +
+      "as one more signal — finds clean-label and all-to-all backdoors; label_excess: the class " +
+      "whose label count most exceeds the median class count (an all-to-one attack adds its " +
+      "poisoned images to the target's count); none: no suspect (default evidence)",
   ),
   min_excess: z.number().min(0).max(10).default(0.2).describe(
-    "a class is suspected only if its count exceeds the median count by this share (default 0.2)",
+    "label excess that makes a suspect: its count exceeds the median count by this share " +
+      "(default 0.2)",
   ),
-}).strict().describe("how the suspected target class is chosen before any training");
+  evidence: EvidenceSchema.default(EvidenceSchema.parse({})),
+}).strict().describe("how the suspected target classes are chosen before any training");
 
 export const InitialCleanSchema = z.discriminatedUnion("rule", [
   z.object({

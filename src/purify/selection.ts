@@ -66,7 +66,7 @@ export interface SuspectResult {
 export function suspectClass(
   labels: Int32Array,
   k: number,
-  rule: Schedule["suspect"],
+  rule: Pick<Schedule["suspect"], "rule" | "min_excess">,
 ): SuspectResult {
   const counts = new Array<number>(k).fill(0);
   for (const y of labels) counts[y]++;
@@ -75,17 +75,21 @@ export function suspectClass(
   let top = 0;
   for (let c = 1; c < k; c++) if (counts[c] > counts[top]) top = c;
   const excess = (counts[top] - median) / Math.max(median, 1);
-  const suspect = rule.rule === "label_excess" && excess >= rule.min_excess ? top : null;
+  const suspect = rule.rule !== "none" && excess >= rule.min_excess ? top : null;
   return { class: suspect, counts, excess };
 }
 
-/** The first membership vector (every image POOL or CLEAN). */
+/**
+ * The first membership vector (every image POOL or CLEAN). `excluded`: the suspected classes
+ * whose images stay out of the first clean set (none for an all-to-all suspicion, where every
+ * class is a target and only the model's agreement with the label can vouch for an image).
+ */
 export function initialMembership(
   schedule: Schedule,
   labels: Int32Array,
   z0: Float32Array,
   k: number,
-  suspect: number | null,
+  excluded: readonly number[],
   seed: number,
 ): Uint8Array {
   const n = labels.length;
@@ -99,7 +103,7 @@ export function initialMembership(
     for (let i = 0; i < take; i++) m[order[i]] = CLEAN;
   } else {
     for (let i = 0; i < n; i++) {
-      if (labels[i] !== suspect && rowArgmax(z0, i, k) === labels[i]) m[i] = CLEAN;
+      if (!excluded.includes(labels[i]) && rowArgmax(z0, i, k) === labels[i]) m[i] = CLEAN;
     }
   }
   if (!m.includes(CLEAN)) {
@@ -160,43 +164,64 @@ export function otsuSplit(
 }
 
 /**
- * Suspicion as reported: with scope `suspect` and a suspected class, images of other classes rank
- * below every image of the suspected class (an all-to-one attack poisons only images labelled
- * with its target), so one ranking serves the whole set.
+ * Suspicion as reported: with scope `suspect` and suspected classes, images of other classes
+ * rank below every image of a suspected class (only those can be flagged), so one ranking serves
+ * the whole set.
  */
 export function scopedSuspicion(
   u: Float32Array,
   labels: Int32Array,
   rule: Rescore,
-  suspect: number | null,
+  suspects: readonly number[],
 ): Float32Array {
-  if (rule.scope !== "suspect" || suspect === null) return u;
-  let lo = Infinity;
-  for (let i = 0; i < u.length; i++) if (labels[i] === suspect) lo = Math.min(lo, u[i]);
-  if (!Number.isFinite(lo)) return u;
-  // Shift the others so that their maximum sits just below the suspect class's minimum.
-  let max = -Infinity;
-  for (let i = 0; i < u.length; i++) if (labels[i] !== suspect) max = Math.max(max, u[i]);
-  const shift = Number.isFinite(max) ? lo - 1 - max : 0;
-  return u.map((v, i) => (labels[i] === suspect ? v : v + shift));
+  if (rule.scope !== "suspect" || suspects.length === 0) return u;
+  const inScope = (i: number) => suspects.includes(labels[i]);
+  let lo = Infinity, max = -Infinity;
+  for (let i = 0; i < u.length; i++) {
+    if (inScope(i)) lo = Math.min(lo, u[i]);
+    else max = Math.max(max, u[i]);
+  }
+  if (!Number.isFinite(lo) || !Number.isFinite(max)) return u;
+  // Shift the others so that their maximum sits just below the suspects' minimum.
+  const shift = lo - 1 - max;
+  return u.map((v, i) => (inScope(i) ? v : v + shift));
 }
 
 /**
  * Per-image suspicion (higher = more likely poisoned) under a rescore's `score`: `−s` for PUD
- * consistency, `z₀[t] − z[t]` for the suspect's logit drop (consistency when there is no suspect).
+ * consistency; for `suspect_drop`, how far the logit of the image's own label fell from the
+ * infected model's when that label is a suspect (a poisoned image of any attack mode carries the
+ * label the backdoor answers), else the largest fall over the suspects' logits (consistency when
+ * nothing is suspected).
  */
 export function suspicion(
   score: Rescore["score"],
   z0: Float32Array,
   z: Float32Array,
-  n: number,
+  labels: Int32Array,
   k: number,
-  suspect: number | null,
+  suspects: readonly number[],
 ): Float32Array {
-  if (score === "suspect_drop" && suspect !== null) {
-    return Float32Array.from({ length: n }, (_, i) => z0[i * k + suspect] - z[i * k + suspect]);
+  const n = labels.length;
+  if (score === "suspect_drop" && suspects.length > 0) {
+    return Float32Array.from({ length: n }, (_, i) => {
+      const y = labels[i];
+      if (suspects.includes(y)) return z0[i * k + y] - z[i * k + y];
+      let best = -Infinity;
+      for (const t of suspects) best = Math.max(best, z0[i * k + t] - z[i * k + t]);
+      return best;
+    });
   }
   return consistencyScores(z0, z, n, k).map((v) => -v);
+}
+
+export interface GroupSplit {
+  /** The suspected class the group holds, or null for the whole set. */
+  class: number | null;
+  threshold: number | null;
+  separation: number | null;
+  bimodal: boolean;
+  flagged: number;
 }
 
 export interface Reselection {
@@ -204,11 +229,13 @@ export interface Reselection {
   /** For every flagged image, the class the current model ranks highest other than its label. */
   relabel: Int32Array;
   newlyFlagged: number;
-  /** Otsu's cut on the suspicion of the ranked images, and its separation. */
+  /** Otsu's cut on the suspicion of the ranked images, and its separation (the best group's). */
   threshold: number | null;
   separation: number | null;
-  /** Whether split rules acted (separation ≥ min_separation). */
+  /** Whether split rules acted (separation ≥ min_separation) in any group. */
   bimodal: boolean;
+  /** Each ranked group: one per suspected class with scope `suspect`, else the whole set. */
+  groups: GroupSplit[];
 }
 
 /** Indices sorted by suspicion, most suspicious first, ties by index. */
@@ -221,18 +248,20 @@ function bySuspicion(candidates: number[], u: Float32Array): number[] {
  * never lifted; the clean set is rebuilt from never-flagged images only, so an image once
  * condemned cannot return (the published fixed growth rates re-admitted poison, DESIGN.md).
  *
- * Scope `suspect` with a suspected class t: only images labelled t are ranked, split and flagged;
- * never-flagged images of other classes are all clean. Scope `all` (or no suspect): the whole set
- * is ranked together.
+ * Scope `suspect` with suspected classes: only images labelled with a suspect are ranked, each
+ * suspected class split on its own (an all-to-one attack relabels every poisoned image to its
+ * target; a clean-label one poisons a fraction of the target's own images; an all-to-all one
+ * makes every class a group), while never-flagged images of other classes are all clean. Scope
+ * `all` (or no suspect): the whole set is ranked together.
  *
- * - flag `split`: ranked images at or above Otsu's cut of the ranked suspicions, at most
- *   `max_fraction`·N of the most suspicious (none when the score is `suspect_drop` and no class
- *   is suspected); with the consistency score also only those whose
- *   current prediction differs from the infected model's and from their own label (a poisoned
- *   image keeps its target label while the purified model sees its content class). Nothing when
- *   the suspicions are not bimodal. `fraction`: the most suspicious `fraction`·N ranked images.
- * - clean `split`: ranked never-flagged images below the cut (all of them when not bimodal).
- *   `fraction`: the least suspicious `fraction`·N ranked never-flagged images.
+ * - flag `split`: ranked images at or above Otsu's cut of their group's suspicions, at most
+ *   `max_fraction`·N of the most suspicious in all (none when the score is `suspect_drop` and no
+ *   class is suspected); with the consistency score also only those whose current prediction
+ *   differs from the infected model's and from their own label (a poisoned image keeps its
+ *   target label while the purified model sees its content class). Nothing in a group whose
+ *   suspicions are not bimodal. `fraction`: the most suspicious `fraction`·N of each group.
+ * - clean `split`: ranked never-flagged images below their group's cut (all of them when not
+ *   bimodal). `fraction`: the least suspicious `fraction`·N of each group's never-flagged images.
  */
 export function reselect(
   rule: Rescore,
@@ -242,53 +271,73 @@ export function reselect(
   labels: Int32Array,
   membership: Uint8Array,
   k: number,
-  suspect: number | null,
+  suspects: readonly number[],
 ): Reselection {
   const n = labels.length;
   const m = new Uint8Array(n);
-  const scoped = rule.scope === "suspect" && suspect !== null;
-  const open: number[] = [];
+  const scoped = rule.scope === "suspect" && suspects.length > 0;
+  const groups = new Map<number, number[]>();
   for (let i = 0; i < n; i++) {
     if (membership[i] === FLAGGED) m[i] = FLAGGED;
-    else if (scoped && labels[i] !== suspect) m[i] = CLEAN;
-    else open.push(i);
+    else if (scoped && !suspects.includes(labels[i])) m[i] = CLEAN;
+    else {
+      const g = scoped ? labels[i] : -1;
+      if (!groups.has(g)) groups.set(g, []);
+      groups.get(g)!.push(i);
+    }
   }
-  const { cut, separation } = open.length > 1
-    ? otsuSplit(Float32Array.from(open, (i) => u[i]))
-    : { cut: Infinity, separation: 0 };
   // The suspect-drop score needs a suspected class: without one (no label stands out, as on
   // clean data) a split rule condemns nobody, rather than the hard images a consistency split
   // would pick (measured: 127 of an all-clean 2,000-image Fashion-MNIST set, then unlearned).
-  const noEvidence = rule.score === "suspect_drop" && suspect === null;
-  const bimodal = !noEvidence && separation >= rule.min_separation;
-  const byDrop = rule.score === "suspect_drop" && suspect !== null;
+  const noEvidence = rule.score === "suspect_drop" && suspects.length === 0;
+  const byDrop = rule.score === "suspect_drop" && suspects.length > 0;
   let newly = 0;
-  if (rule.flag.rule === "split") {
-    const cands = !bimodal ? [] : open.filter((i) => {
-      if (u[i] < cut) return false;
-      if (byDrop) return true;
-      const now = rowArgmax(z, i, k);
-      return now !== rowArgmax(z0, i, k) && now !== labels[i];
+  let capLeft = rule.flag.rule === "split" ? Math.floor(rule.flag.max_fraction * n) : Infinity;
+  const splits: GroupSplit[] = [];
+  const stillOpen: number[] = [];
+  for (const g of [...groups.keys()].sort((a, b) => a - b)) {
+    const open = groups.get(g)!;
+    const { cut, separation } = open.length > 1
+      ? otsuSplit(Float32Array.from(open, (i) => u[i]))
+      : { cut: Infinity, separation: 0 };
+    const bimodal = !noEvidence && separation >= rule.min_separation;
+    let flaggedHere = 0;
+    if (rule.flag.rule === "split") {
+      const cands = !bimodal ? [] : open.filter((i) => {
+        if (u[i] < cut) return false;
+        if (byDrop) return true;
+        const now = rowArgmax(z, i, k);
+        return now !== rowArgmax(z0, i, k) && now !== labels[i];
+      });
+      for (const i of bySuspicion(cands, u).slice(0, Math.max(0, capLeft))) {
+        m[i] = FLAGGED;
+        flaggedHere++;
+      }
+      capLeft -= flaggedHere;
+    } else {
+      const take = Math.round(rule.flag.fraction * n);
+      for (const i of bySuspicion([...open], u).slice(0, take)) {
+        m[i] = FLAGGED;
+        flaggedHere++;
+      }
+    }
+    newly += flaggedHere;
+    const left = open.filter((i) => m[i] !== FLAGGED);
+    stillOpen.push(...left);
+    if (rule.clean.rule === "split") {
+      for (const i of left) m[i] = !bimodal || u[i] < cut ? CLEAN : POOL;
+    } else {
+      const take = Math.round(rule.clean.fraction * n);
+      const ranked = bySuspicion(left, u).reverse();
+      for (let j = 0; j < ranked.length; j++) m[ranked[j]] = j < take ? CLEAN : POOL;
+    }
+    splits.push({
+      class: g < 0 ? null : g,
+      threshold: Number.isFinite(cut) ? cut : null,
+      separation: open.length > 1 ? separation : null,
+      bimodal,
+      flagged: flaggedHere,
     });
-    const cap = Math.floor(rule.flag.max_fraction * n);
-    for (const i of bySuspicion(cands, u).slice(0, cap)) {
-      m[i] = FLAGGED;
-      newly++;
-    }
-  } else {
-    const take = Math.round(rule.flag.fraction * n);
-    for (const i of bySuspicion([...open], u).slice(0, take)) {
-      m[i] = FLAGGED;
-      newly++;
-    }
-  }
-  const stillOpen = open.filter((i) => m[i] !== FLAGGED);
-  if (rule.clean.rule === "split") {
-    for (const i of stillOpen) m[i] = !bimodal || u[i] < cut ? CLEAN : POOL;
-  } else {
-    const take = Math.round(rule.clean.fraction * n);
-    const ranked = bySuspicion(stillOpen, u).reverse();
-    for (let j = 0; j < ranked.length; j++) m[ranked[j]] = j < take ? CLEAN : POOL;
   }
   if (!m.includes(CLEAN)) {
     // Keep training possible: the least suspicious never-flagged image is always clean.
@@ -297,12 +346,17 @@ export function reselect(
   }
   const relabel = new Int32Array(n).fill(-1);
   for (let i = 0; i < n; i++) if (m[i] === FLAGGED) relabel[i] = rowArgmax(z, i, k, labels[i]);
+  const best = splits.reduce<GroupSplit | undefined>(
+    (b, g) => (b === undefined || (g.separation ?? -1) > (b.separation ?? -1) ? g : b),
+    undefined,
+  );
   return {
     membership: m,
     relabel,
     newlyFlagged: newly,
-    threshold: Number.isFinite(cut) ? cut : null,
-    separation: open.length > 1 ? separation : null,
-    bimodal,
+    threshold: best?.threshold ?? null,
+    separation: best?.separation ?? null,
+    bimodal: splits.some((g) => g.bimodal),
+    groups: splits,
   };
 }

@@ -47,8 +47,9 @@ const b64 = z.string().max(512 * 1024 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/).de
 const count = z.int().min(0).max(2 ** 31 - 1);
 
 export const CursorSchema = z.object({
-  phase: z.enum(["init", "stage", "score", "done"]).describe(
-    "init: infected logits; stage: training or reconstruction; score: re-scoring after a stage",
+  phase: z.enum(["init", "evidence", "stage", "score", "done"]).describe(
+    "init: infected logits; evidence: per-class evidence from the infected model (suspects); " +
+      "stage: training or reconstruction; score: re-scoring after a stage",
   ),
   stage: count.describe("index into schedule.stages"),
   step: count.describe("units done in this phase"),
@@ -68,6 +69,54 @@ export const TriggerStateSchema = z.object({
   /** Mean mask value and attack success on the last reconstruction batch (reports only). */
   mask_mean: z.number().min(0).max(1).nullable(),
   success: z.number().min(0).max(1).nullable(),
+}).strict();
+
+const share = z.number().min(0).max(1);
+const finite = z.number().min(-1e9).max(1e9);
+const classList = z.array(count).max(1000);
+
+export const ClassEvidenceSchema = z.object({
+  class: count,
+  count,
+  label_excess: finite,
+  landing: share.nullable(),
+  landing_index: finite.nullable(),
+  patch_mask: share.nullable(),
+  patch_success: share.nullable(),
+  patch_index: finite.nullable(),
+  additive_success: share.nullable(),
+  additive_index: finite.nullable(),
+  score: finite,
+}).strict();
+
+export const UntargetedEvidenceSchema = z.object({
+  patch_mask: share,
+  patch_success: share,
+  destinations: z.array(z.object({ class: z.int().min(-1).max(999), share }).strict()).max(1000),
+  distinct_destinations: count,
+}).strict();
+
+/** The evidence phase's measurements so far (per class; null until measured). */
+export const EvidenceStateSchema = z.object({
+  landing_hits: classList,
+  landing_sources: classList,
+  patch_mask: z.array(share.nullable()).max(1000),
+  patch_success: z.array(share.nullable()).max(1000),
+  additive_success: z.array(share.nullable()).max(1000),
+  untargeted: z.object({
+    mask: share,
+    success: share,
+    flips: z.array(classList).max(1000),
+  }).strict().nullable(),
+  patch_triggers: b64.describe("K × (H·W mask logits + H·W·C pattern logits), float32"),
+  additive_deltas: b64.describe("K × H·W·C perturbations, float32"),
+  untargeted_trigger: b64.nullable().describe("H·W mask logits + H·W·C pattern logits"),
+}).strict();
+
+/** A trigger the train stages stamp (besides the reconstructed one): kind and data. */
+export const StampSchema = z.object({
+  kind: z.enum(["patch", "additive"]),
+  target: count.nullable().describe("the class it was searched towards; null: untargeted"),
 }).strict();
 
 export const RoundReportSchema = z.object({
@@ -105,10 +154,21 @@ export const StateSchema = z.object({
   rounds: count,
   steps_done: count,
   suspect: z.object({
-    class: count.nullable(),
+    class: count.nullable().describe("the most anomalous suspect (reconstruction refines it)"),
+    classes: classList.describe("every suspected target class"),
+    all_to_all: z.boolean(),
+    label_consistent: z.boolean().describe(
+      "the primary suspect's label count does not stand out: its poison, if any, carries true " +
+        "labels (clean-label), so flagged images are left out rather than unlearned",
+    ),
     counts: z.array(count).max(100_000),
     excess: z.number(),
+    per_class: z.array(ClassEvidenceSchema).max(1000).nullable(),
+    untargeted: UntargetedEvidenceSchema.nullable(),
   }).strict().nullable(),
+  evidence: EvidenceStateSchema.nullable(),
+  stamps: z.object({ kinds: z.array(StampSchema).max(1001), data: b64 }).strict().nullable()
+    .describe("triggers from the evidence phase that train stages stamp with true labels"),
   infected_logits: b64,
   current_logits: b64.nullable(),
   scores: b64.nullable(),
@@ -165,6 +225,21 @@ export interface DecodedArrays {
   reference: Float32Array | null;
   /** The reconstructed trigger and its Adam moments, when the state carries one. */
   trigger: TriggerArrays | null;
+  /** The evidence phase's triggers (see {@link EvidenceStateSchema}), while it runs. */
+  evidence: EvidenceArrays | null;
+  /** Concatenated stamp data (see `stamps.kinds`). */
+  stamps: Float32Array | null;
+}
+
+export interface EvidenceArrays {
+  patchTriggers: Float32Array;
+  additiveDeltas: Float32Array;
+  untargetedTrigger: Float32Array | null;
+}
+
+/** Floats of one stamp of `kind` on `h`×`w`×`c` images. */
+export function stampSize(kind: "patch" | "additive", h: number, w: number, c: number): number {
+  return kind === "patch" ? h * w + h * w * c : h * w * c;
 }
 
 const CHECKSUM_DOMAIN = "purifier.purify.state/v1\n";
@@ -276,6 +351,13 @@ function checkCursor(state: PurifyState): void {
       }
       if (c.step === c.total) throw bad("a finished init phase is never saved");
       return;
+    case "evidence":
+      if (c.stage !== 0 || c.attempt !== 0 || c.total < 1) {
+        throw bad("evidence runs at least one unit at stage 0");
+      }
+      if (state.evidence === null) throw bad("an evidence phase needs evidence state");
+      if (c.step === c.total) throw bad("a finished evidence phase is never saved");
+      return;
     case "done":
       if (c.stage !== stages.length || c.step !== 0 || c.total !== 0 || c.attempt !== 0) {
         throw bad(`done is stage ${stages.length}, step 0, total 0`);
@@ -334,15 +416,58 @@ function decodeArrays(state: PurifyState): DecodedArrays {
     teacher: state.teacher === null ? null : base64ToF32(state.teacher, params, "teacher"),
     reference: state.reference === null ? null : base64ToF32(state.reference, params, "reference"),
     trigger: null,
+    evidence: null,
+    stamps: null,
   };
-  if (state.suspect?.class != null && state.suspect.class >= k) {
+  const { height: h, width: w, channels: c } = state.dataset;
+  const sus = state.suspect;
+  if (sus !== null && [sus.class ?? 0, ...sus.classes].some((v) => v >= k)) {
     throw new ValidationError(
-      `invalid purification state: suspect class ${state.suspect.class}; allowed 0..${k - 1}`,
+      `invalid purification state: suspect classes ${JSON.stringify(sus.classes)}; allowed ` +
+        `0..${k - 1}`,
     );
+  }
+  const ev = state.evidence;
+  if (ev !== null) {
+    const perClass = [
+      ev.landing_hits,
+      ev.landing_sources,
+      ev.patch_mask,
+      ev.patch_success,
+      ev.additive_success,
+    ];
+    if (perClass.some((a) => a.length !== k) || (ev.untargeted?.flips.length ?? k) !== k) {
+      throw new ValidationError(
+        `invalid purification state: evidence arrays need one entry per class (${k})`,
+      );
+    }
+    arrays.evidence = {
+      patchTriggers: base64ToF32(
+        ev.patch_triggers,
+        k * stampSize("patch", h, w, c),
+        "evidence.patch_triggers",
+      ),
+      additiveDeltas: base64ToF32(
+        ev.additive_deltas,
+        k * stampSize("additive", h, w, c),
+        "evidence.additive_deltas",
+      ),
+      untargetedTrigger: ev.untargeted_trigger === null ? null : base64ToF32(
+        ev.untargeted_trigger,
+        stampSize("patch", h, w, c),
+        "evidence.untargeted_trigger",
+      ),
+    };
+  }
+  if (state.stamps !== null) {
+    const total = state.stamps.kinds.reduce((a, s) => a + stampSize(s.kind, h, w, c), 0);
+    if (state.stamps.kinds.some((s) => s.target !== null && s.target >= k)) {
+      throw new ValidationError(`invalid purification state: a stamp targets a class ≥ ${k}`);
+    }
+    arrays.stamps = base64ToF32(state.stamps.data, total, "stamps.data");
   }
   const t = state.trigger;
   if (t !== null) {
-    const { height: h, width: w, channels: c } = state.dataset;
     if (t.target >= k) {
       throw new ValidationError(
         `invalid purification state: trigger target ${t.target}; allowed 0..${k - 1}`,

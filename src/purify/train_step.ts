@@ -27,6 +27,7 @@ export const LOSS_TERMS = [
   "unlearn",
   "anchor",
   "mean_teacher",
+  "distill",
 ] as const;
 export type LossTerm = typeof LOSS_TERMS[number];
 
@@ -41,6 +42,9 @@ export interface StepBatch {
   yFlag?: tf.Tensor1D;
   /** The teacher's softmax on `x`. */
   teacherProbs?: tf.Tensor2D;
+  /** The infected model's logits on `x`, and 1 where they agree with `y` (distillation). */
+  infectedLogits?: tf.Tensor2D;
+  agree?: tf.Tensor1D;
 }
 
 /**
@@ -57,6 +61,27 @@ export function complementLoss(z: tf.Tensor2D, y: tf.Tensor1D): tf.Tensor1D {
 }
 
 const meanCe = (z: tf.Tensor2D, y: tf.Tensor1D) => tf.mean(crossEntropy(z, y)) as tf.Scalar;
+
+/**
+ * `T²·KL(softmax(z₀/T) ‖ softmax(z/T))` averaged over the rows where `mask` is 1 (0 when none):
+ * knowledge distillation (Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural
+ * Network", 2015) from the infected model, only where it is right.
+ */
+export function distillLoss(
+  z: tf.Tensor2D,
+  z0: tf.Tensor2D,
+  mask: tf.Tensor1D,
+  temperature: number,
+): tf.Scalar {
+  return tf.tidy(() => {
+    const p0 = tf.softmax(tf.div(z0, temperature));
+    const logP0 = tf.logSoftmax(tf.div(z0, temperature));
+    const logP = tf.logSoftmax(tf.div(z, temperature));
+    const kl = tf.sum(tf.mul(p0, tf.sub(logP0, logP)), 1);
+    const count = tf.maximum(tf.sum(mask), 1);
+    return tf.mul(tf.div(tf.sum(tf.mul(kl, mask)), count), temperature * temperature) as tf.Scalar;
+  });
+}
 
 /**
  * Computes the loss, applies one SGD update and returns each term (NaN for terms not used).
@@ -77,7 +102,8 @@ export async function trainStep(
   // summed (the gradient of a sum): a pass's activations are freed before the next pass runs, so
   // the step's peak memory holds one batch's activations rather than every term's at once.
   const groups: (() => Term[])[] = [];
-  if (w.clean > 0 || (w.mean_teacher > 0 && batch.teacherProbs)) {
+  const distill = w.distill > 0 && batch.infectedLogits && batch.agree;
+  if (w.clean > 0 || (w.mean_teacher > 0 && batch.teacherProbs) || distill) {
     groups.push(() => {
       const terms: Term[] = [];
       const zClean = clf.logits(batch.x, opts.training);
@@ -85,6 +111,15 @@ export async function trainStep(
       if (w.mean_teacher > 0 && batch.teacherProbs) {
         const mse = tf.mean(tf.squaredDifference(tf.softmax(zClean), batch.teacherProbs));
         terms.push(["mean_teacher", w.mean_teacher, mse as tf.Scalar]);
+      }
+      if (distill) {
+        const kl = distillLoss(
+          zClean,
+          batch.infectedLogits!,
+          batch.agree!,
+          stage.distill.temperature,
+        );
+        terms.push(["distill", w.distill, kl]);
       }
       return terms;
     });

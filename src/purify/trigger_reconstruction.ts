@@ -17,6 +17,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Classifier } from "../model/classifier.ts";
 import { crossEntropy } from "../attacks/losses.ts";
+import { complementLoss } from "./train_step.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, ADAM_EPS = 1e-8;
 /** sigmoid(−4) ≈ 0.018: the search starts from a faint, nearly empty mask. */
@@ -101,28 +102,61 @@ export function stamp(
 }
 
 /**
+ * `sigmoid(a)` scaled so that its mean is at most `budget`: a hard cap on the trigger's area that
+ * keeps the gradient (the scale is part of the graph).
+ */
+export function budgetMask(maskLogits: tf.Tensor, budget: number): tf.Tensor {
+  return tf.tidy(() => {
+    const m = tf.sigmoid(maskLogits);
+    return tf.mul(m, tf.minimum(1, tf.div(budget, tf.add(tf.mean(m), 1e-12))));
+  });
+}
+
+/** Mask logits whose sigmoid is the budgeted mask of `maskLogits` (for stamping it later). */
+export function budgetedLogits(maskLogits: Float32Array, budget: number): Float32Array {
+  const m = Float32Array.from(maskLogits, (a) => 1 / (1 + Math.exp(-a)));
+  const mean = m.reduce((s, v) => s + v, 0) / Math.max(1, m.length);
+  const scale = budget > 0 ? Math.min(1, budget / Math.max(mean, 1e-12)) : 1;
+  return m.map((v) => {
+    const q = Math.min(1 - 1e-6, Math.max(1e-6, v * scale));
+    return Math.log(q / (1 - q));
+  });
+}
+
+/**
  * One Adam step of the reconstruction on a batch of clean images of other classes. Returns the
- * objective, the share of the batch the stamp sends to `target`, and `mean(m)`.
+ * objective, the share of the batch the stamp sends to `target`, and `mean(m)`. With the batch's
+ * own labels as `target` the search is untargeted: the stamp must move each image off its label
+ * (an all-to-all backdoor's trigger does that for every class), and `success` is that share.
+ * `budget` > 0 (a share of the image): the mask is scaled down whenever its area exceeds that
+ * share ({@link budgetMask}), so the search asks how far a trigger of that size can get.
  */
 export async function reconstructionStep(
   clf: Classifier,
   v: TriggerVars,
   x: tf.Tensor4D,
-  target: number,
+  target: number | tf.Tensor1D,
   lr: number,
   l1Weight: number,
+  budget = 0,
 ): Promise<{ loss: number; success: number; maskMean: number }> {
   const n = x.shape[0];
+  const untargeted = typeof target !== "number";
   const stats = tf.tidy(() => {
-    const t = tf.fill([n], target, "int32") as tf.Tensor1D;
+    const t = untargeted ? target : tf.fill([n], target, "int32") as tf.Tensor1D;
     let hit: tf.Tensor = tf.scalar(0);
     let maskMean: tf.Tensor = tf.scalar(0);
     const { value, grads } = tf.variableGrads(() => {
-      const xs = stamp(x, v.maskLogits, v.patternLogits);
+      const m = budget > 0 ? budgetMask(v.maskLogits, budget) : tf.sigmoid(v.maskLogits);
+      const p = tf.sigmoid(v.patternLogits);
+      const xs = tf.add(tf.mul(x, tf.sub(1, m)), tf.mul(m, p)) as tf.Tensor4D;
       const logits = clf.logits(xs, false);
-      hit = tf.keep(tf.mean(tf.cast(tf.equal(tf.argMax(logits, 1), t), "float32")));
-      maskMean = tf.keep(tf.mean(tf.sigmoid(v.maskLogits)));
-      return tf.add(tf.mean(crossEntropy(logits, t)), tf.mul(maskMean, l1Weight)) as tf.Scalar;
+      const same = tf.cast(tf.equal(tf.argMax(logits, 1), t), "float32");
+      hit = tf.keep(tf.mean(untargeted ? tf.sub(1, same) : same));
+      maskMean = tf.keep(tf.mean(m));
+      // Untargeted: −log(1 − p_label), bounded below, drives every image off its own label.
+      const fit = untargeted ? complementLoss(logits, t) : crossEntropy(logits, t);
+      return tf.add(tf.mean(fit), tf.mul(maskMean, l1Weight)) as tf.Scalar;
     }, [v.maskLogits, v.patternLogits]);
     v.t += 1;
     const bc1 = 1 - BETA1 ** v.t, bc2 = 1 - BETA2 ** v.t;

@@ -12,6 +12,7 @@ import { z } from "zod";
 import { ShapeMismatchError, ValidationError } from "../errors.ts";
 import { applyBadNets } from "./badnets.ts";
 import { applyBlend } from "./blend.ts";
+import { applySig } from "./sig.ts";
 import { applyWaNet } from "./wanet.ts";
 
 /** A batch of images `[N, H, W, C]`, C order, pixels in [0,1]. */
@@ -61,11 +62,24 @@ export const WaNetSpecSchema = z.object({
   seed: SeedSchema,
 }).strict();
 
+/** SIG (Barni, Kallas & Tondi, ICIP 2019), the clean-label sinusoidal signal. */
+export const SigSpecSchema = z.object({
+  type: z.literal("sig"),
+  delta: z.number().gt(0).max(1).default(20 / 255).describe(
+    "amplitude Δ of the sinusoid in [0,1] pixel units (default 20/255, the paper's)",
+  ),
+  frequency: z.number().gt(0).max(64).default(6).describe(
+    "periods across the image width (default 6, the paper's)",
+  ),
+  seed: SeedSchema.describe("unused: SIG is deterministic; kept so every spec has a seed"),
+}).strict();
+
 /** One trigger, discriminated by `type`. */
 export const TriggerSpecSchema = z.discriminatedUnion("type", [
   BadNetsSpecSchema,
   BlendSpecSchema,
   WaNetSpecSchema,
+  SigSpecSchema,
 ]).describe("a backdoor trigger: its type, parameters and seed");
 
 /** A parsed spec: every default filled in. */
@@ -73,6 +87,7 @@ export type TriggerSpec = z.output<typeof TriggerSpecSchema>;
 export type BadNetsSpec = z.output<typeof BadNetsSpecSchema>;
 export type BlendSpec = z.output<typeof BlendSpecSchema>;
 export type WaNetSpec = z.output<typeof WaNetSpecSchema>;
+export type SigSpec = z.output<typeof SigSpecSchema>;
 /** What a client may send: defaults may be left out. */
 export type TriggerSpecInput = z.input<typeof TriggerSpecSchema>;
 
@@ -129,5 +144,7 @@ export function applyTrigger(spec: TriggerSpec, batch: ImageBatch): Float32Array
       return applyBlend(spec, batch);
     case "wanet":
       return applyWaNet(spec, batch);
+    case "sig":
+      return applySig(spec, batch);
   }
 }

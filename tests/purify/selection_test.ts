@@ -52,14 +52,14 @@ Deno.test("the first clean set leaves out the suspect class and the model's disa
   // Infected model predicts 0, 1, 2, 2.
   const z0 = Float32Array.from([5, 0, 0, 0, 5, 0, 0, 0, 5, 0, 0, 5]);
   const s = parseSchedule({ stages: [{ kind: "train", name: "t" }] });
-  assert.deepEqual([...initialMembership(s, labels, z0, 3, 0, 1)], [POOL, CLEAN, POOL, CLEAN]);
+  assert.deepEqual([...initialMembership(s, labels, z0, 3, [0], 1)], [POOL, CLEAN, POOL, CLEAN]);
   const r = parseSchedule({
     initial_clean: { rule: "random", fraction: 0.5 },
     stages: [{ kind: "train", name: "t" }],
   });
-  const m = initialMembership(r, labels, z0, 3, 0, 1);
+  const m = initialMembership(r, labels, z0, 3, [0], 1);
   assert.equal(m.filter((v) => v === CLEAN).length, 2);
-  assert.deepEqual(m, initialMembership(r, labels, z0, 3, 0, 1), "seeded");
+  assert.deepEqual(m, initialMembership(r, labels, z0, 3, [0], 1), "seeded");
 });
 
 Deno.test("reselect() flags within the suspect class only and never lifts a flag", () => {
@@ -78,13 +78,13 @@ Deno.test("reselect() flags within the suspect class only and never lifts a flag
   });
   const membership = new Uint8Array(12);
   membership[11] = FLAGGED;
-  const u = suspicion(rule.score, z0, z, 12, 2, 0);
-  const r = reselect(rule, u, z0, z, labels, membership, 2, 0);
+  const u = suspicion(rule.score, z0, z, labels, 2, [0]);
+  const r = reselect(rule, u, z0, z, labels, membership, 2, [0]);
   assert.deepEqual([...r.membership], [2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2]);
   assert.equal(r.newlyFlagged, 4);
   assert.equal(r.bimodal, true);
   assert.deepEqual([...r.relabel.slice(0, 4)], [1, 1, 1, 1]);
-  const scoped = scopedSuspicion(u, labels, rule, 0);
+  const scoped = scopedSuspicion(u, labels, rule, [0]);
   for (let i = 8; i < 12; i++) assert.ok(scoped[i] < Math.min(...scoped.slice(0, 8)));
 });
 
@@ -99,8 +99,8 @@ Deno.test("reselect() flags nothing and keeps everyone clean when scores are not
     z[2 * i] = 10 - (frac(i * 0.618034) + frac(i * 0.4142136));
   }
   const rule = RescoreSchema.parse({ score: "suspect_drop" });
-  const u = suspicion(rule.score, z0, z, 50, 2, 0);
-  const r = reselect(rule, u, z0, z, labels, new Uint8Array(50), 2, 0);
+  const u = suspicion(rule.score, z0, z, labels, 2, [0]);
+  const r = reselect(rule, u, z0, z, labels, new Uint8Array(50), 2, [0]);
   assert.equal(r.newlyFlagged, 0);
   assert.ok(r.membership.every((m) => m === CLEAN));
 });
@@ -116,7 +116,7 @@ Deno.test("reselect() with fraction rules keeps the top share clean and flags th
     clean: { rule: "fraction", fraction: 0.3 },
     flag: { rule: "fraction", fraction: 0.2 },
   });
-  const r = reselect(rule, u, z0, z, labels, new Uint8Array(n), 2, null);
+  const r = reselect(rule, u, z0, z, labels, new Uint8Array(n), 2, []);
   assert.deepEqual([...r.membership], [1, 1, 1, 0, 0, 0, 0, 0, 2, 2]);
 });
 
@@ -131,21 +131,21 @@ Deno.test("reselect() with the suspect-drop score flags nobody when no class is 
     z[2 * i + 1] += i < 4 ? 5 : 0;
   }
   const rule = RescoreSchema.parse({ score: "suspect_drop", flag: { rule: "split" } });
-  const u = suspicion(rule.score, z0, z, 12, 2, null);
-  const r = reselect(rule, u, z0, z, labels, new Uint8Array(12), 2, null);
+  const u = suspicion(rule.score, z0, z, labels, 2, []);
+  const r = reselect(rule, u, z0, z, labels, new Uint8Array(12), 2, []);
   assert.equal(r.newlyFlagged, 0);
   assert.equal(r.bimodal, false);
   assert.ok(r.membership.every((m) => m === CLEAN), "everyone stays in the clean set");
   const consistency = RescoreSchema.parse({ score: "consistency", flag: { rule: "split" } });
   const c = reselect(
     consistency,
-    suspicion("consistency", z0, z, 12, 2, null),
+    suspicion("consistency", z0, z, labels, 2, []),
     z0,
     z,
     labels,
     new Uint8Array(12),
     2,
-    null,
+    [],
   );
   assert.ok(c.newlyFlagged > 0, "the consistency score still flags without a suspect");
 });
