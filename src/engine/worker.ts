@@ -10,7 +10,7 @@ import { type BackendInfo, initBackend } from "../tensor/backend.ts";
 import { faultOf, runFaultHook } from "./faults.ts";
 import { FiniteGuard } from "./finite.ts";
 import { OPS } from "./ops.ts";
-import type { EngineStats, FromWorker, JobOutput, ToWorker } from "./protocol.ts";
+import type { EngineStats, FromWorker, JobOutput, ToWorker, WireError } from "./protocol.ts";
 import { buffersOf } from "./protocol.ts";
 import { fromWire, toWire } from "./wire_error.ts";
 
@@ -49,22 +49,27 @@ async function runJob(msg: Extract<ToWorker, { type: "job" }>): Promise<void> {
   const ctl = new AbortController();
   running.set(msg.id, ctl);
   const guard = new FiniteGuard();
+  let result: { output: JobOutput } | { error: WireError };
   try {
     if (msg.fault) await runFaultHook(msg.fault);
-    const output: JobOutput = await OPS[msg.op](msg.input, {
-      signal: ctl.signal,
-      backend: backend!,
-      guard,
-    });
-    post(
-      { type: "done", id: msg.id, output, stats: stats() },
-      buffersOf(output.parts.map((p) => p.bytes)),
-    );
+    const output = await OPS[msg.op](msg.input, { signal: ctl.signal, backend: backend!, guard });
+    result = { output };
   } catch (err) {
-    post({ type: "failed", id: msg.id, error: toWire(err, faultOf(err)), stats: stats() });
+    result = { error: toWire(err, faultOf(err)) };
   } finally {
     guard.dispose();
     running.delete(msg.id);
+  }
+  // Counted once everything the job held is freed, the guard's probe included.
+  const after = stats();
+  if ("output" in result) {
+    const { output } = result;
+    post(
+      { type: "done", id: msg.id, output, stats: after },
+      buffersOf(output.parts.map((p) => p.bytes)),
+    );
+  } else {
+    post({ type: "failed", id: msg.id, error: result.error, stats: after });
   }
 }
 
