@@ -42,8 +42,9 @@ const ERROR_STATUSES: Record<string, string> = {
   "401": "missing or wrong bearer token (only when API_TOKEN is set)",
   "413": "a size limit was exceeded",
   "415": "wrong media type",
-  "422": "well-formed but unusable input (shape mismatch, unsupported model, cost over budget)",
-  "503": "saturated: retry after the Retry-After header",
+  "422": "well-formed but unusable input (shape mismatch, unsupported model, cost over budget, " +
+    "non-finite model outputs, a model that crashes the tensor engine)",
+  "503": "saturated, or the tensor engine is restarting: retry after the Retry-After header",
   "504": "time budget exceeded",
 };
 
