@@ -155,3 +155,20 @@ Deno.test("with ENGINE_WORKERS=2 two jobs run at once, each on its own engine", 
   }
   assert.equal((await predict(app)).status, 200);
 });
+
+Deno.test("a worker that never yields after its client left is terminated a grace period later", async () => {
+  const app = await testApp({ ...HOOKS, ENGINE_GRACE_MS: "300" });
+  const before = await restarts(app, "hung");
+  const ctl = new AbortController();
+  setTimeout(() => ctl.abort(), 300);
+  const res = await app.request("/v1/predict", {
+    method: "POST",
+    body: fixtureForm(),
+    headers: { "X-Engine-Fault": "hang" },
+    signal: ctl.signal,
+  });
+  assert.equal(await errorCode(res, 499), "client_closed_request");
+  assert.equal(await restarts(app, "hung"), before + 1);
+  await untilReady(app);
+  assert.equal((await predict(app)).status, 200);
+});
