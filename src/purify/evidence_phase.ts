@@ -47,6 +47,10 @@ export type EvidenceUnit =
 
 /** Images used to measure the untargeted trigger's destinations, per class. */
 const FLIP_IMAGES_PER_CLASS = 32;
+/** A search must reach its class this often for its trigger to be stamped in training. */
+const MIN_STAMP_SUCCESS = 0.5;
+/** The patch budget never goes below a 3×3 patch's area. */
+const MIN_PATCH_PIXELS = 9;
 /** Steps whose batch success is averaged into a search's success. */
 const SUCCESS_WINDOW = 5;
 
@@ -210,6 +214,11 @@ function othersPool(ctx: EvidenceContext, t: number | null): Int32Array {
   return Int32Array.from(out);
 }
 
+/** The patch search's area cap as a share of the image: `patch_budget`, at least 9 pixels. */
+export function patchBudget(o: EvidenceOptions, h: number, w: number): number {
+  return Math.min(1, Math.max(o.patch_budget, MIN_PATCH_PIXELS / (h * w)));
+}
+
 /** Mean of the last {@link SUCCESS_WINDOW} values. */
 function tailMean(v: number[]): number {
   const tail = v.slice(-SUCCESS_WINDOW);
@@ -225,6 +234,7 @@ async function patchSearch(
   const { h, w, c } = ctx.dims;
   const o = ctx.options;
   const pool = othersPool(ctx, t);
+  const budget = patchBudget(o, h, w);
   const v = triggerVars(initialTriggerArrays(h, w, c), h, w, c);
   const cache = new Map<string, Int32Array>();
   const hits: number[] = [];
@@ -251,7 +261,7 @@ async function patchSearch(
           y,
           0.1,
           o.patch_l1_weight,
-          o.patch_budget,
+          budget,
         );
         hits.push(r.success);
         maskMean = r.maskMean;
@@ -260,7 +270,7 @@ async function patchSearch(
       }
     }
     // Stamped later as a plain trigger, so the budget's scale is folded into the logits.
-    const mask = budgetedLogits((await v.maskLogits.data()) as Float32Array, o.patch_budget);
+    const mask = budgetedLogits((await v.maskLogits.data()) as Float32Array, budget);
     const pattern = (await v.patternLogits.data()) as Float32Array;
     const data = new Float32Array(mask.length + pattern.length);
     data.set(mask);
@@ -293,7 +303,8 @@ async function additiveUnit(
   const { h, w, c } = ctx.dims;
   const o = ctx.options;
   const pool = othersPool(ctx, t);
-  const delta = tf.variable(tf.zeros([h, w, c]), false);
+  // In a tidy: the variable keeps the zeros' data, the zeros tensor itself must go.
+  const delta = tf.tidy(() => tf.variable(tf.zeros([h, w, c]), false));
   const cache = new Map<string, Int32Array>();
   const hits: number[] = [];
   try {
@@ -384,8 +395,9 @@ export function evidenceDecision(
 
 /**
  * The triggers the train stages stamp with true labels: every suspect's patch trigger and
- * additive perturbation (a reconstruct stage later refines the primary's patch, which then
- * replaces it), and the untargeted trigger when all-to-all is suspected.
+ * additive perturbation that reached it at least half the time (a reconstruct stage later
+ * refines the primary's patch, which then replaces it), and the untargeted trigger when
+ * all-to-all is suspected.
  */
 export function evidenceStamps(
   d: SuspectDecision,
@@ -401,12 +413,13 @@ export function evidenceStamps(
     kinds.push({ kind: "patch", target: null });
     parts.push(arrays.untargetedTrigger);
   }
+  // Only searches that worked: a stamp that does not trigger anything only dilutes the others.
   for (const t of d.all_to_all ? [] : d.classes) {
-    if (ev.patch_mask[t] !== null) {
+    if ((ev.patch_success[t] ?? 0) >= MIN_STAMP_SUCCESS) {
       kinds.push({ kind: "patch", target: t });
       parts.push(arrays.patchTriggers.subarray(t * ps, (t + 1) * ps));
     }
-    if (ev.additive_success[t] !== null) {
+    if ((ev.additive_success[t] ?? 0) >= MIN_STAMP_SUCCESS) {
       kinds.push({ kind: "additive", target: t });
       parts.push(arrays.additiveDeltas.subarray(t * as, (t + 1) * as));
     }

@@ -530,7 +530,7 @@ class Engine {
         this.#disposeStampTensors();
         // The evidence phase's search towards the target is where this one starts.
         const start = initialTriggerArrays(h, w, c);
-        const scanned = this.#stampData("patch", target);
+        const scanned = this.#stampData("patch", target); // kept only when it worked
         if (scanned) {
           start.maskLogits.set(scanned.subarray(0, h * w));
           start.patternLogits.set(scanned.subarray(h * w));

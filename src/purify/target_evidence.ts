@@ -116,11 +116,15 @@ export interface RawEvidence {
 
 /** MAD floors: a spread smaller than these is measurement noise on 64-image batches. */
 const FLOOR = { patch: 0.03, additive: 0.03, landing: 0.02 };
-/** A patch trigger that reaches its class less often than this is no trigger. */
-const MIN_PATCH_SUCCESS = 0.5;
-/** Landing and additive signals need an absolute effect too, not only a relative one. */
-const MIN_ADDITIVE_SUCCESS = 0.3;
-const MIN_LANDING = 0.15;
+/**
+ * Each signal needs an absolute effect too, not only a relative one: on clean Fashion-MNIST
+ * models the natural attractor classes (shirt for additive perturbations and adversarial
+ * landings, bag for small patches) reach 0.3, 0.18 and 0.8 with these searches, while the
+ * backdoor targets of the lab reach 0.66 (SIG, additive) and 0.9 (BadNets, patch).
+ */
+const MIN_PATCH_SUCCESS = 0.75;
+const MIN_ADDITIVE_SUCCESS = 0.5;
+const MIN_LANDING = 0.3;
 /** An untargeted trigger of the patch budget must move this share of images off their label. */
 const MIN_ALL_TO_ALL_SUCCESS = 0.6;
 

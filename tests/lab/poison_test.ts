@@ -88,3 +88,33 @@ Deno.test("backdoorTestSet() triggers every non-target image and labels it with 
   );
   assert.deepEqual(bd.x.subarray(0, size), want);
 });
+
+Deno.test("poisonDataset() in clean-label mode triggers only target-class images and keeps every label", () => {
+  const sig = parseTriggerSpec({ type: "sig" });
+  const p = poisonDataset(data, {
+    trigger: sig,
+    mode: "clean-label",
+    target: 2,
+    rate: 0.1,
+    seed: 4,
+  });
+  assert.equal(p.poisonIndices.length, 20);
+  assert.deepEqual(p.y, data.y, "no label changes");
+  for (const i of p.poisonIndices) assert.equal(data.y[i], 2);
+  const inClass = [...data.y].filter((y) => y === 2).length;
+  assert.throws(
+    () =>
+      poisonDataset(data, {
+        trigger: sig,
+        mode: "clean-label",
+        target: 2,
+        rate: (inClass + 1) / 200,
+        seed: 4,
+      }),
+    (e: unknown) => e instanceof ValidationError && /of the target class 2/.test(e.message),
+  );
+  // The attack is measured on the other classes, triggered and labelled with the target.
+  const bd = backdoorTestSet(data, sig, "clean-label", 2);
+  assert.equal(bd.y.length, 200 - inClass);
+  assert.ok(bd.y.every((y) => y === 2));
+});

@@ -157,6 +157,9 @@ export function tinySchedule() {
   return {
     name: "tiny",
     score_batch_size: 64,
+    suspect: {
+      evidence: { landing_per_class: 8, patch_steps: 20, additive_steps: 10, batch_size: 32 },
+    },
     stages: [
       { kind: "reconstruct", name: "reconstruct", steps: 200, batch_size: 32, l1_weight: 10 },
       {
