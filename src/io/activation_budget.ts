@@ -404,19 +404,43 @@ function leaf(at: At, c: JsonObject, inputs: SampleShape[]): LeafResult {
       return { shapes: [single(at, inputs)], tensors: 2 };
     case "LayerNormalization":
       return { shapes: [single(at, inputs)], tensors: 4 };
-    case "Dropout":
+    case "Dropout": {
       // Identity at inference; a mask and a product while training.
-      return { shapes: [single(at, inputs)], tensors: 2 };
-    case "Rescaling":
-      return { shapes: [single(at, inputs)], tensors: 2 };
+      const s = single(at, inputs);
+      noiseShape(at, c.noiseShape, s);
+      return { shapes: [s], tensors: 2 };
+    }
+    case "Rescaling": {
+      const s = single(at, inputs);
+      for (const key of ["scale", "offset"] as const) perChannel(at, c[key], key, s);
+      return { shapes: [s], tensors: 2 };
+    }
+    case "ReLU": {
+      const m = c.maxValue;
+      if (m !== undefined && m !== null && !(typeof m === "number" && m > 0 && isFinite(m))) {
+        throw impossible(
+          at,
+          `has max_value ${show(m)}; it must be a positive number (or null for no cap)`,
+        );
+      }
+      return { shapes: [single(at, inputs)], tensors: 1 };
+    }
+    case "LeakyReLU": {
+      const a = c.alpha;
+      if (a !== undefined && a !== null && !(typeof a === "number" && isFinite(a))) {
+        throw impossible(at, `has alpha ${show(a)}; it must be a number`);
+      }
+      return { shapes: [single(at, inputs)], tensors: 1 };
+    }
     case "Activation":
-    case "ReLU":
-    case "LeakyReLU":
     case "ELU":
     case "PReLU":
       return { shapes: [single(at, inputs)], tensors: 1 };
-    case "Softmax":
-      return { shapes: [single(at, inputs)], tensors: 2 };
+    case "Softmax": {
+      const s = single(at, inputs);
+      softmaxAxis(at, c.axis, s.length + 1);
+      return { shapes: [s], tensors: 2 };
+    }
     case "Add":
     case "Multiply":
     case "Average":
@@ -428,6 +452,55 @@ function leaf(at: At, c: JsonObject, inputs: SampleShape[]): LeafResult {
       // parseBundle refuses other classes before this pass runs; a caller that skipped it gets
       // the same answer rather than an unbounded layer.
       throw impossible(at, "is not a layer class whose output size can be bounded");
+  }
+}
+
+/**
+ * tfjs applies these options only when the layer runs, where a bad value is a plain error (a 500)
+ * rather than a refusal: they are checked here instead.
+ */
+function softmaxAxis(at: At, axis: unknown, r: number): void {
+  // tfjs' Softmax layer defaults to axis 1 (Keras writes -1): the last axis only for flat input.
+  const axes = axis === undefined || axis === null ? [1] : Array.isArray(axis) ? axis : [axis];
+  const valid = axes.length > 0 && axes.every((a) => Number.isInteger(a) && a >= -r && a < r);
+  // One axis goes to tf.softmax, which only normalises over the last one.
+  const last = axes.length > 1 || axes[0] === -1 || axes[0] === r - 1;
+  if (!valid || !last) {
+    throw impossible(
+      at,
+      `normalises over axis ${show(axis ?? 1)} of a rank-${r} input; tfjs' softmax takes ` +
+        `the last axis (-1 or ${r - 1}; tfjs' default is 1) or a list of several axes`,
+    );
+  }
+}
+
+/** A Rescaling `scale`/`offset`: a number, or one number per channel (or a single one). */
+function perChannel(at: At, v: unknown, what: string, s: SampleShape): void {
+  if (v === undefined || v === null || (typeof v === "number" && isFinite(v))) return;
+  const channels = s[s.length - 1];
+  const ok = Array.isArray(v) && (v.length === 1 || v.length === channels) &&
+    v.every((x) => typeof x === "number" && isFinite(x));
+  if (!ok) {
+    throw impossible(
+      at,
+      `has ${what} ${show(v)}; it must be a number or a list of 1 or ${channels} numbers (one ` +
+        "per channel)",
+    );
+  }
+}
+
+/** A Dropout `noise_shape`: the input's rank, each entry null, 1 or that dimension. */
+function noiseShape(at: At, v: unknown, s: SampleShape): void {
+  if (v === undefined || v === null) return;
+  const full = [null, ...s];
+  const ok = Array.isArray(v) && v.length === full.length &&
+    v.every((d, i) => d === null || d === 1 || (i > 0 && d === full[i]));
+  if (!ok) {
+    throw impossible(
+      at,
+      `has noise_shape ${show(v)} for inputs [${full.map((d) => d ?? "null").join(", ")}]; ` +
+        "each entry must be null, 1 or the input's dimension",
+    );
   }
 }
 

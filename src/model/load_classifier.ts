@@ -333,6 +333,48 @@ function tapeOn(): boolean {
   return tf.engine().state.gradientDepth > 0;
 }
 
+/**
+ * Gradient kernels a layer class needs that not every backend registers: tfjs-backend-wasm 4.22
+ * has no depthwise backward kernels, so differentiating a DepthwiseConv2D or SeparableConv2D
+ * there threw "Kernel ... not registered" (a 500) in the middle of an attack.
+ */
+const GRADIENT_KERNELS: Readonly<Record<string, readonly string[]>> = {
+  DepthwiseConv2D: ["DepthwiseConv2dNativeBackpropInput", "DepthwiseConv2dNativeBackpropFilter"],
+  SeparableConv2D: ["DepthwiseConv2dNativeBackpropInput", "DepthwiseConv2dNativeBackpropFilter"],
+};
+
+/**
+ * The first layer of `model` that cannot be differentiated on the current backend, and why;
+ * undefined when every layer can.
+ */
+function undifferentiable(
+  model: tf.LayersModel,
+): { path: string; className: string; why: string; kernels?: string[] } | undefined {
+  const backend = tf.getBackend();
+  for (const call of builtCalls(model)) {
+    const need = GRADIENT_KERNELS[call.className] ?? [];
+    const kernels = need.filter((k) => tf.getKernel(k, backend) === undefined);
+    if (kernels.length > 0) {
+      return {
+        ...call,
+        why: `on the ${backend} backend (tfjs 4.22 has no ${kernels.join(" or ")} kernel there)`,
+        kernels,
+      };
+    }
+    // tfjs-core's convolution gradients assert a dilation of 1 (DepthwiseConv2D ignores its own).
+    const dil = call.config.dilationRate;
+    const dilated = (Array.isArray(dil) ? dil : [dil]).some((d) => typeof d === "number" && d > 1);
+    if ((call.className === "Conv2D" || call.className === "SeparableConv2D") && dilated) {
+      return {
+        ...call,
+        why: `with dilation_rate ${JSON.stringify(dil)} (tfjs 4.22 has no gradient for ` +
+          "dilated convolutions on any backend)",
+      };
+    }
+  }
+  return undefined;
+}
+
 /** `[H,W,C]` of a `[null,H,W,C]` input, or undefined. */
 function imageShape(shape: (number | null)[]): [number, number, number] | undefined {
   if (shape.length !== 4 || shape[0] !== null) return undefined;
@@ -434,6 +476,23 @@ export async function loadClassifier(
     : undefined;
   let disposed = false;
   const activation = outputActivation;
+  // Looked up once, on the first pass under a gradient tape (the backend is fixed by then).
+  let cannotDifferentiate: ReturnType<typeof undifferentiable> | null = null;
+  const checkGradients = () => {
+    cannotDifferentiate ??= undifferentiable(model);
+    const bad = cannotDifferentiate;
+    if (bad === undefined) return;
+    throw new UnsupportedModelError(
+      `layer '${bad.path}' (${bad.className}) cannot be differentiated ${bad.why}; attacks, ` +
+        "robust accuracy and purification need gradients through every layer" +
+        (bad.kernels
+          ? ": run the service with BACKEND=cpu or webgpu, or use a model without " +
+            "DepthwiseConv2D/SeparableConv2D layers"
+          : ": use undilated convolutions") +
+        ". Predictions and gradient-free detection work.",
+      { layer: bad.path, backend: tf.getBackend(), kernels: bad.kernels },
+    );
+  };
 
   return {
     model,
@@ -450,7 +509,9 @@ export async function loadClassifier(
         );
       }
       // Before any tensor of this pass exists; gradients count when a tape records them.
-      checkActivationBudget({ ...budget, backward: tapeOn() }, x.shape[0]);
+      const backward = tapeOn();
+      checkActivationBudget({ ...budget, backward }, x.shape[0]);
+      if (backward) checkGradients();
       return tf.tidy(() => {
         const input = scale && shift ? x.mul(scale).add(shift) : x;
         return model.apply(input, { training }) as tf.Tensor2D;

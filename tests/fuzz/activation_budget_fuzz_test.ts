@@ -51,6 +51,17 @@ const spatialLayer: fc.Arbitrary<[string, Json]> = fc.oneof(
   fc.record({ cropping: fc.oneof(small(0, 3), fc.tuple(small(0, 3), small(0, 3))) })
     .map((c) => ["Cropping2D", c] as [string, Json]),
   fc.constant(["BatchNormalization", {}] as [string, Json]),
+  // Options tfjs reads only when the layer runs (a bad one was a plain error, a 500).
+  fc.record({ axis: fc.constantFrom(undefined, -1, 1, 2, 3, 4, [3], [1], [1, 2], 9) })
+    .map((c) => ["Softmax", c] as [string, Json]),
+  fc.record({ max_value: fc.constantFrom(undefined, null, 6, 0.5, 0, -1) })
+    .map((c) => ["ReLU", c] as [string, Json]),
+  fc.record({
+    noise_shape: fc.constantFrom(undefined, null, [null, 1, 1, null], [1, 2, 3], [7, 1, 1, 1]),
+  })
+    .map((c) => ["Dropout", { rate: 0.5, ...c }] as [string, Json]),
+  fc.record({ scale: fc.constantFrom(0.5, [2], [1, 2, 3], [1, 2], "x") })
+    .map((c) => ["Rescaling", { offset: 0, ...c }] as [string, Json]),
 );
 
 const modelArb = fc.record({
@@ -65,7 +76,8 @@ function topology(m: { h: number; w: number; c: number; layers: [string, Json][]
     string,
     Json,
   ][];
-  return {
+  // Through JSON, as a bundle arrives (no undefined values).
+  return JSON.parse(JSON.stringify({
     class_name: "Sequential",
     config: {
       name: "fuzzed",
@@ -78,16 +90,21 @@ function topology(m: { h: number; w: number; c: number; layers: [string, Json][]
         },
       })),
     },
-  };
+  }));
 }
 
 function tuple(v: unknown): number[] {
   return typeof v === "number" ? [v, v] : Array.isArray(v) ? v as number[] : [];
 }
 
-/** A zero stride, kernel, pool or upsampling size, or strides > 1 with dilation > 1. */
+/**
+ * A zero stride, kernel, pool or upsampling size, strides > 1 with dilation > 1, or an option tfjs
+ * only fails on when the layer runs (a softmax off the last axis, a ReLU cap <= 0, a noise shape
+ * or per-channel scale that does not fit).
+ */
 function declaresZeroOrConflict(layers: [string, Json][]): boolean {
   return layers.some(([cls, c]) => {
+    if (["Softmax", "ReLU", "Dropout", "Rescaling"].includes(cls)) return true;
     const values = ["kernel_size", "strides", "dilation_rate", "pool_size", "size"]
       .flatMap((k) => tuple(c[k]));
     if (values.includes(0)) return true;
@@ -146,6 +163,22 @@ Deno.test("the static pass on random conv/pool/pad/crop/upsample stacks: refused
         const x = tf.zeros([2, m.h, m.w, m.c]);
         const y = model.predict(x) as tf.Tensor;
         assert.deepEqual(y.shape, [2, 2]);
+        // And in training mode (dropout masks, batch statistics), with a gradient, where the
+        // backend has the kernels for one (the loader refuses the rest, see load_classifier.ts).
+        const depthwise = m.layers.some(([cls]) => cls.includes("Conv2D") && cls !== "Conv2D");
+        // tfjs has no gradient for dilated convolutions on any backend (the loader refuses it).
+        const dilated = m.layers.some(([cls, c]) =>
+          (cls === "Conv2D" || cls === "SeparableConv2D") &&
+          tuple(c.dilation_rate).some((d) => d > 1)
+        );
+        const canGrad = !dilated && (!depthwise ||
+          tf.getKernel("DepthwiseConv2dNativeBackpropInput", tf.getBackend()) !== undefined);
+        if (canGrad) {
+          const f = (v: tf.Tensor) => (model.apply(v, { training: true }) as tf.Tensor).sum();
+          const g = tf.grad(f)(x);
+          assert.deepEqual(g.shape, x.shape);
+          g.dispose();
+        }
         tf.dispose([x, y]);
       } finally {
         model.dispose();

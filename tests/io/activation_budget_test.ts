@@ -394,3 +394,39 @@ Deno.test("planActivations() reads configs as tfjs does: camelCase keys, the las
   }]]);
   assert.deepEqual(planActivations(first).layers[0].outputShapes, [[2, 8, 8]]);
 });
+
+Deno.test("planActivations() refuses options tfjs only fails on when the layer runs", () => {
+  const one = (cls: string, c: Json) => sequential([4, 4, 3], [[cls, c], ["Flatten", {}]]);
+  refuses(
+    one("Softmax", { axis: 1 }),
+    /'l0' \(Softmax\) normalises over axis 1/,
+    "softmax off the last axis",
+  );
+  refuses(one("Softmax", { axis: [2] }), /axis \[2\]/, "one listed axis off the last");
+  refuses(one("Softmax", { axis: 9 }), /axis 9/, "axis out of range");
+  // tfjs' Softmax layer defaults to axis 1, not -1: a softmax with no axis over [H, W, C] fails.
+  refuses(one("Softmax", {}), /normalises over axis 1 .*tfjs' default is 1/, "default axis");
+  planActivations(sequential([4], [["Softmax", {}]]));
+  planActivations(one("Softmax", { axis: 3 }));
+  planActivations(one("Softmax", { axis: -1 }));
+  planActivations(one("Softmax", { axis: [1, 2] }));
+  refuses(one("ReLU", { max_value: -1 }), /max_value -1/, "negative cap");
+  refuses(
+    one("ReLU", { max_value: 0 }),
+    /max_value 0/,
+    "a cap of 0 (constant output, no gradient)",
+  );
+  refuses(one("ReLU", { max_value: "6" }), /max_value "6"/, "a string cap");
+  planActivations(one("ReLU", { max_value: 6 }));
+  refuses(one("LeakyReLU", { alpha: "x" }), /alpha "x"/, "a string slope");
+  refuses(
+    one("Rescaling", { scale: [1, 2] }),
+    /scale \[1,2\].*1 or 3 numbers/,
+    "scale of the wrong length",
+  );
+  refuses(one("Rescaling", { scale: 1, offset: "x" }), /offset "x"/, "a string offset");
+  planActivations(one("Rescaling", { scale: [1, 2, 3], offset: [0.5] }));
+  refuses(one("Dropout", { rate: 0.5, noise_shape: [1, 2, 3] }), /noise_shape \[1,2,3\]/, "rank");
+  refuses(one("Dropout", { rate: 0.5, noise_shape: [7, 1, 1, 3] }), /noise_shape/, "a batch entry");
+  planActivations(one("Dropout", { rate: 0.5, noise_shape: [null, 1, 1, 3] }));
+});

@@ -148,3 +148,76 @@ Deno.test("preprocess.std below 1e-3 is refused by the schema and by the loader,
     (e) => e instanceof ValidationError && /std >= 0\.001/.test(e.message),
   );
 });
+
+Deno.test("gradients through DepthwiseConv2D are a 422 naming the layer where the backend has no kernel for them, and work where it has", async () => {
+  await setupBackend();
+  const m = tf.sequential({
+    layers: [
+      tf.layers.depthwiseConv2d({ inputShape: [6, 6, 1], kernelSize: 3, name: "dw" }),
+      tf.layers.flatten({ name: "f" }),
+      tf.layers.dense({ units: 2, name: "d" }),
+    ],
+  });
+  const saved = await saveBundle(m);
+  m.dispose();
+  const clf = await loadClassifier(parseBundle(saved.modelJson, saved.weights, LIMITS));
+  const x = tf.zeros([2, 6, 6, 1]) as tf.Tensor4D;
+  try {
+    tf.dispose(clf.logits(x)); // forward passes need no gradient kernel
+    const grad = () => tf.grad((v: tf.Tensor) => clf.logits(v as tf.Tensor4D).sum())(x);
+    const before = tf.memory().numTensors;
+    if (tf.getKernel("DepthwiseConv2dNativeBackpropInput", tf.getBackend()) === undefined) {
+      assert.throws(
+        grad,
+        (e) =>
+          e instanceof UnsupportedModelError && e.status === 422 &&
+          /layer 'dw' \(DepthwiseConv2D\) cannot be differentiated on the wasm backend/.test(
+            e.message,
+          ),
+      );
+      assert.equal(tf.memory().numTensors, before, "refused before the forward pass");
+    } else {
+      const g = grad();
+      assert.deepEqual(g.shape, [2, 6, 6, 1]);
+      g.dispose();
+    }
+  } finally {
+    x.dispose();
+    clf.dispose();
+  }
+});
+
+Deno.test("gradients through a dilated Conv2D are a 422 naming the layer on every backend; forward passes work", async () => {
+  await setupBackend();
+  const m = tf.sequential({
+    layers: [
+      tf.layers.conv2d({
+        inputShape: [8, 8, 1],
+        filters: 2,
+        kernelSize: 3,
+        dilationRate: 2,
+        name: "dil",
+      }),
+      tf.layers.flatten({ name: "f" }),
+      tf.layers.dense({ units: 2, name: "d" }),
+    ],
+  });
+  const saved = await saveBundle(m);
+  m.dispose();
+  const clf = await loadClassifier(parseBundle(saved.modelJson, saved.weights, LIMITS));
+  const x = tf.zeros([2, 8, 8, 1]) as tf.Tensor4D;
+  try {
+    tf.dispose(clf.logits(x));
+    assert.throws(
+      () => tf.grad((v: tf.Tensor) => clf.logits(v as tf.Tensor4D).sum())(x),
+      (e) =>
+        e instanceof UnsupportedModelError &&
+        /layer 'dil' \(Conv2D\) cannot be differentiated with dilation_rate \[2,2\]/.test(
+          e.message,
+        ),
+    );
+  } finally {
+    x.dispose();
+    clf.dispose();
+  }
+});
