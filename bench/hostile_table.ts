@@ -194,6 +194,36 @@ const wideConv = (f: number) =>
 /** 120 KB of activations per image: one fits in 1 MiB, a batch of 64 does not. */
 const WIDE_100 = wideConv(100);
 const WIDE_CONV = wideConv(500_000);
+/** A layer inserted into tiny_cnn after its pool (no weights change). */
+const tinyPlus = (layer: Layer) =>
+  modelWith((d) =>
+    d.modelTopology.config.layers.splice(2, 0, { class_name: layer[0], config: layer[1] })
+  );
+const DEPTHWISE = bundle([
+  ["DepthwiseConv2D", { name: "dw", kernel_size: [3, 3] }],
+  ["Flatten", { name: "flat" }],
+  dense4,
+], [["dw/depthwise_kernel", [3, 3, 1, 1]], ["dw/bias", [1]], ["dense/kernel", [64, 4]], [
+  "dense/bias",
+  [4],
+]]);
+const DILATED = bundle([
+  ["Conv2D", { name: "dil", filters: 6, kernel_size: [3, 3], dilation_rate: [2, 2] }],
+  ["Flatten", { name: "flat" }],
+  dense4,
+], [["dil/kernel", [3, 3, 1, 6]], ["dil/bias", [6]], ["dense/kernel", [216, 4]], [
+  "dense/bias",
+  [4],
+]]);
+/** The labelled attack form (FGSM) with another model. */
+const attackWith = ([model, weights]: [Uint8Array, Uint8Array]) =>
+  form([
+    ["model", model, "model.json"],
+    ["weights", weights, "weights.bin"],
+    ["images", X, "x.npy"],
+    ["labels", Y, "y.npy"],
+    ["params", JSON.stringify({ attack: "fgsm" })],
+  ]);
 /** tiny_cnn with its conv or pool config changed. */
 const tinyConv = (c: Record<string, unknown>) =>
   modelWith((d) => Object.assign(d.modelTopology.config.layers[0].config, c));
@@ -845,6 +875,60 @@ const rows: Row[] = [
     what: "the same 64 images and model under the default budget (accepted)",
     expect: 200,
     send: P(predictWith({ model: WIDE_100[0], weights: WIDE_100[1] })),
+  },
+  {
+    group: "shapes",
+    what: "a Softmax layer over axis 1 of [N, 4, 4, 6] (tfjs fails only when it runs)",
+    expect: 422,
+    send: P(predictWith({ model: tinyPlus(["Softmax", { name: "sm", axis: 1 }]) })),
+  },
+  {
+    group: "shapes",
+    what: "a Softmax layer with no axis (tfjs' default is 1, not -1)",
+    expect: 422,
+    send: P(predictWith({ model: tinyPlus(["Softmax", { name: "sm" }]) })),
+  },
+  {
+    group: "shapes",
+    what: "ReLU max_value -1",
+    expect: 422,
+    send: P(predictWith({ model: tinyPlus(["ReLU", { name: "re", max_value: -1 }]) })),
+  },
+  {
+    group: "shapes",
+    what: "Rescaling scale [1, 2, 3] on 6 channels",
+    expect: 422,
+    send: P(
+      predictWith({ model: tinyPlus(["Rescaling", { name: "rs", scale: [1, 2, 3], offset: 0 }]) }),
+    ),
+  },
+  {
+    group: "shapes",
+    what: "Dropout noise_shape [1, 2, 3]",
+    expect: 422,
+    send: P(
+      predictWith({
+        model: tinyPlus(["Dropout", { name: "do", rate: 0.5, noise_shape: [1, 2, 3] }]),
+      }),
+    ),
+  },
+  {
+    group: "shapes",
+    what: "attack through a DepthwiseConv2D on wasm (no backward kernel)",
+    expect: 422,
+    send: P(attackWith(DEPTHWISE), {}, "/v1/attacks?format=json"),
+  },
+  {
+    group: "shapes",
+    what: "predict through the same DepthwiseConv2D (accepted)",
+    expect: 200,
+    send: P(predictWith({ model: DEPTHWISE[0], weights: DEPTHWISE[1] })),
+  },
+  {
+    group: "shapes",
+    what: "attack through a dilated Conv2D (tfjs has no gradient for it)",
+    expect: 422,
+    send: P(attackWith(DILATED), {}, "/v1/attacks?format=json"),
   },
   // Decoding budgeted from the file's own header
   {
