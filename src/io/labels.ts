@@ -31,7 +31,7 @@ const JSON_BYTES_SLACK = 1024;
  * Parses labels: a `.npy` with an integer or boolean dtype (`bool` as 0/1, `uint8`, `int8`,
  * `int16`, `uint16`, `int32`, `uint32`, `int64`, `uint64`; values are range-checked, never
  * wrapped) of rank 1, or rank 2 with a trailing dim of 1; or a JSON array of integral
- * numbers (`1.0` is the same JSON number as `1` and is accepted).
+ * numbers (`1.0` is the same JSON number as `1` and is accepted) or of booleans only (0/1).
  *
  * @throws {MalformedInputError} a corrupt `.npy` or invalid JSON (including invalid UTF-8).
  * @throws {LimitExceededError} a JSON document far larger than `count` labels can need.
@@ -122,6 +122,11 @@ function fromJson(bytes: Uint8Array, count: number): number[] {
         `labels JSON must be a flat array of integers like [0, 3, 1]; got ${describe(doc)}`,
       ),
   );
+  // A JSON array of booleans is what json.dumps(mask.tolist()) writes for a bool mask (is_poison):
+  // 0/1, as a bool .npy is. Mixed booleans and numbers stay an error.
+  if (doc.length > 0 && doc.every((v) => typeof v === "boolean")) {
+    return doc.map((v) => (v ? 1 : 0));
+  }
   for (let i = 0; i < doc.length; i++) {
     const v = doc[i];
     ensure(

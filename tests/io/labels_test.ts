@@ -77,6 +77,18 @@ function rawNpy(descr: string, n: number, data: Uint8Array) {
   return { bytes: out, kind: "npy" as const };
 }
 
+Deno.test("parseLabels() reads a JSON array of booleans as 0/1, but not booleans mixed with numbers", () => {
+  assert.deepEqual(
+    parseLabels(json("[true, false, true]"), { count: 3, numClasses: 2 }),
+    Int32Array.from([1, 0, 1]),
+  );
+  throwsHttp(
+    () => parseLabels(json("[true, 0, 1]"), { count: 3, numClasses: 2 }),
+    UnprocessableError,
+    /index 0 is a boolean/,
+  );
+});
+
 Deno.test("parseLabels() accepts boolean .npy as 0/1 labels (is_poison masks, two-class labels)", () => {
   const two = { count: 4, numClasses: 2 };
   assert.deepEqual(
