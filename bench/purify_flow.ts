@@ -11,6 +11,13 @@
  *     [--clean] [--server URL] [--out out/purify_flow] [--robust-images 1000] [--reuse]
  *     [--dataset fashion-mnist|synthetic] [--train 20000]
  *
+ * `--attacks` takes rows of {@link MATRIX} by name (`--attacks matrix` runs them all: BadNets,
+ * Blend, WaNet at target 4, SIG clean-label, a label-consistent patch at target 3, all-to-all
+ * BadNets, BadNets at a 1% extra-set rate and target 7, Blend with an unbalanced extra set at
+ * target 5) or any `--attack` name of the lab. Each purified row also reports the suspected
+ * classes and their evidence, and the detection AUROC of the final round's scores (decoded from
+ * the state the client keeps).
+ *
  * `--schedules` takes preset names and/or paths of schedule JSON files (as GET
  * /v1/purify/schedule returns them, edited).
  *
@@ -24,7 +31,43 @@ import { evaluateModel, readEvalSet } from "../client/evaluate.ts";
 import { DEFAULT_RETRY } from "../client/http.ts";
 import { startLocalService } from "../client/local_service.ts";
 import { runPurification } from "../client/purify.ts";
+import { appendBundle } from "../client/bundle_files.ts";
+import { postWithRetry } from "../client/http.ts";
+import { auroc } from "../src/detect/roc.ts";
 import { parseNpy } from "../src/io/npy.ts";
+import { base64ToF32 } from "../src/purify/codec.ts";
+
+/** Lab flags of each named row. */
+const MATRIX: Record<string, string[]> = {
+  badnets: ["--attack", "badnets"],
+  blend: ["--attack", "blend"],
+  wanet: ["--attack", "wanet", "--target", "4"],
+  sig: [
+    "--attack",
+    "sig",
+    "--mode",
+    "clean-label",
+    "--poison-rate",
+    "0.08",
+    "--extra-poison-rate",
+    "0.05",
+  ],
+  lcpatch: [
+    "--attack",
+    "badnets",
+    "--mode",
+    "clean-label",
+    "--target",
+    "3",
+    "--poison-rate",
+    "0.08",
+    "--extra-poison-rate",
+    "0.05",
+  ],
+  a2a: ["--attack", "badnets", "--mode", "all-to-all"],
+  bn1pct: ["--attack", "badnets", "--target", "7", "--extra-poison-rate", "0.01"],
+  unbalanced: ["--attack", "blend", "--target", "5", "--extra-imbalance", "3"],
+};
 
 const { values: a } = parseArgs({
   options: {
@@ -55,12 +98,16 @@ interface Figures {
 interface Row {
   lab: string;
   model: string;
-  figures: Figures;
+  figures: Figures & { floor_by_source?: (number | null)[] };
   seconds?: number;
   rounds?: number;
   flagged?: number;
   precision?: number | null;
   recall?: number | null;
+  auroc?: number | null;
+  suspects?: number[];
+  all_to_all?: boolean;
+  evidence?: unknown;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -128,6 +175,52 @@ async function detection(labDir: string, flagged: number[]) {
   };
 }
 
+/**
+ * All-to-all floor: per source class y, the share of clean test images of y the model already
+ * predicts as (y + 1) mod K (through `POST /v1/predict`), and their mean.
+ */
+async function allToAllFloor(server: string, modelDir: string, labDir: string) {
+  const x = await Deno.readFile(join(labDir, "test_x.npy"));
+  const y = parseNpy(await Deno.readFile(join(labDir, "test_y.npy"))).data as ArrayLike<number>;
+  const model = await readBundleDir(modelDir);
+  const res = await postWithRetry(`${server}/v1/predict`, () => {
+    const f = new FormData();
+    appendBundle(f, model);
+    f.append("images", new Blob([x as Uint8Array<ArrayBuffer>]), "test_x.npy");
+    f.append("params", JSON.stringify({ top_k: 1 }));
+    return f;
+  }, DEFAULT_RETRY);
+  const body = await res.json() as {
+    predictions: { class: number }[];
+    model: { num_classes: number };
+  };
+  const k = body.model.num_classes;
+  const hits = new Array<number>(k).fill(0), seen = new Array<number>(k).fill(0);
+  body.predictions.forEach((p, i) => {
+    seen[y[i]]++;
+    if (p.class === (y[i] + 1) % k) hits[y[i]]++;
+  });
+  const bySource = seen.map((n, c) => (n ? hits[c] / n : null));
+  const total = hits.reduce((a, b) => a + b, 0) / Math.max(1, y.length);
+  return { total, bySource };
+}
+
+/** Suspects, evidence and the AUROC of the final scores, from the client's saved state. */
+async function fromState(outDir: string, labDir: string) {
+  const st = JSON.parse(await Deno.readTextFile(join(outDir, "checkpoint", "state.json")));
+  const truth = parseNpy(await Deno.readFile(join(labDir, "extra_is_poison.npy")))
+    .data as Uint8Array;
+  const n = st.dataset.n;
+  const scores = st.scores ? base64ToF32(st.scores, n, "scores") : null;
+  const hasBoth = truth.some((v) => v === 1) && truth.some((v) => v === 0);
+  return {
+    auroc: scores && hasBoth ? auroc(scores, Uint8Array.from(truth)) : null,
+    suspects: (st.suspect?.classes ?? []) as number[],
+    all_to_all: Boolean(st.suspect?.all_to_all),
+    evidence: st.suspect?.per_class ?? null,
+  };
+}
+
 const pct = (v: number | null | undefined) => typeof v === "number" ? (100 * v).toFixed(2) : "—";
 
 async function main() {
@@ -137,15 +230,26 @@ async function main() {
     : await startLocalService({ logPath: join(a.out!, "server.log"), timeoutMs: 120_000 });
   const server = a.server ?? started!.url;
   const rows: Row[] = [];
-  const labs: [string, string[]][] = a.attacks!.split(",").filter(Boolean).map((
-    atk,
-  ) => [atk, ["--attack", atk]]);
+  const names = a.attacks === "matrix"
+    ? Object.keys(MATRIX)
+    : a.attacks!.split(",").filter(Boolean);
+  const labs: [string, string[]][] = names.map((atk) => [atk, MATRIX[atk] ?? ["--attack", atk]]);
   if (a.clean) labs.push(["clean", ["--poison-rate", "0", "--extra-poison-rate", "0"]]);
   try {
     for (const [name, flags] of labs) {
       const labDir = join(a.out!, `lab_${name}`);
       await lab(labDir, flags);
-      const infected = await evaluate(server, labDir, labDir);
+      const allToAll = (MATRIX[name] ?? []).includes("all-to-all");
+      const withFloor = async (modelDir: string) => {
+        const f: Row["figures"] = await evaluate(server, modelDir, labDir);
+        if (allToAll) {
+          const floor = await allToAllFloor(server, modelDir, labDir);
+          f.clean_target_rate = floor.total;
+          f.floor_by_source = floor.bySource;
+        }
+        return f;
+      };
+      const infected = await withFloor(labDir);
       rows.push({
         lab: name,
         model: name === "clean" ? "clean model" : "infected",
@@ -177,7 +281,7 @@ async function main() {
         });
         const seconds = (performance.now() - t0) / 1000;
         const flagged = (outcome.finalReport.flagged_indices ?? []) as number[];
-        const figures = await evaluate(server, join(outDir, "purified"), labDir);
+        const figures = await withFloor(join(outDir, "purified"));
         const row: Row = {
           lab: name,
           model: `${label} schedule`,
@@ -186,6 +290,7 @@ async function main() {
           rounds: outcome.rounds,
           flagged: flagged.length,
           ...(name === "clean" ? {} : await detection(labDir, flagged)),
+          ...await fromState(outDir, labDir),
         };
         rows.push(row);
         console.error(`${name} ${schedule}: ${JSON.stringify(row)}`);
@@ -202,9 +307,9 @@ async function main() {
       `L-inf 8/255 on ${a["robust-images"]} test images, backend ${backend})\n`,
   );
   console.log(
-    "| data | model | clean acc % | ASR % (floor) | robust acc % | rounds | time s | flagged (P / R) |",
+    "| data | model | clean acc % | ASR % (floor) | robust acc % | rounds | time s | flagged (P / R) | AUROC | suspects |",
   );
-  console.log("|---|---|---:|---:|---:|---:|---:|---|");
+  console.log("|---|---|---:|---:|---:|---:|---:|---|---:|---|");
   for (const r of rows) {
     const f = r.figures;
     const det = r.flagged === undefined
@@ -217,7 +322,15 @@ async function main() {
         pct(f.clean_target_rate)
       }) | ${pct(f.robust_accuracy)} | ${r.rounds ?? ""} | ${
         r.seconds === undefined ? "" : r.seconds.toFixed(0)
-      } | ${det} |`,
+      } | ${det} | ${r.auroc == null ? "" : r.auroc.toFixed(3)} | ${
+        r.suspects === undefined
+          ? ""
+          : r.all_to_all
+          ? "all-to-all"
+          : r.suspects.length
+          ? r.suspects.join(", ")
+          : "none"
+      } |`,
     );
   }
 }

@@ -49,8 +49,8 @@ export type EvidenceUnit =
 const FLIP_IMAGES_PER_CLASS = 32;
 /** A search must reach its class this often for its trigger to be stamped in training. */
 const MIN_STAMP_SUCCESS = 0.5;
-/** The patch budget never goes below a 3×3 patch's area. */
-const MIN_PATCH_PIXELS = 9;
+/** The patch budget never goes below a 2×2 patch's area. */
+const MIN_PATCH_PIXELS = 4;
 /** Steps whose batch success is averaged into a search's success. */
 const SUCCESS_WINDOW = 5;
 
@@ -214,7 +214,7 @@ function othersPool(ctx: EvidenceContext, t: number | null): Int32Array {
   return Int32Array.from(out);
 }
 
-/** The patch search's area cap as a share of the image: `patch_budget`, at least 9 pixels. */
+/** The patch search's area cap as a share of the image: `patch_budget`, at least 4 pixels. */
 export function patchBudget(o: EvidenceOptions, h: number, w: number): number {
   return Math.min(1, Math.max(o.patch_budget, MIN_PATCH_PIXELS / (h * w)));
 }

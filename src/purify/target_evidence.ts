@@ -3,9 +3,9 @@
  * infected model before any training, and the rule that turns it into zero, one or several
  * suspected target classes (or an all-to-all suspicion).
  *
- * Signals, each an anomaly index over the classes (robust z-score: distance from the median in
- * units of 1.4826·MAD, the consistent estimate of a standard deviation, with a floor so that a
- * flat profile does not turn noise into evidence):
+ * Signals, each an anomaly index over the classes (robust z-score: distance from the other
+ * classes' median in units of their 1.4826·MAD, the consistent estimate of a standard deviation,
+ * with a floor so that a flat profile does not turn noise into evidence):
  *
  * - `patch`: how often a mask-and-pattern trigger of a small, fixed area reaches each class (the
  *   search of Neural Cleanse, Wang et al., S&P 2019, with its area capped rather than traded off,
@@ -86,13 +86,20 @@ export function median(v: readonly number[]): number {
 }
 
 /**
- * Robust z-scores `(v − median)/(1.4826·MAD)` (sign `+1`: high values are anomalous, `−1`: low
- * ones), the MAD floored at `floor` so that near-identical values do not make huge indices.
+ * Robust leave-one-out z-scores: each value against the median and 1.4826·MAD of the *other*
+ * values (sign `+1`: high values are anomalous, `−1`: low ones), the MAD floored at `floor` so
+ * that near-identical values do not make huge indices. Leaving the value out keeps one target
+ * from inflating the spread it is measured against, which matters with few classes (with four,
+ * a single outlier moves the plain median and MAD by half its distance).
  */
 export function anomalyIndex(v: readonly number[], sign: 1 | -1, floor: number): number[] {
-  const med = median(v);
-  const mad = Math.max(1.4826 * median(v.map((x) => Math.abs(x - med))), floor);
-  return v.map((x) => (sign * (x - med)) / mad);
+  return v.map((x, i) => {
+    const rest = v.filter((_, j) => j !== i);
+    if (rest.length === 0) return 0;
+    const med = median(rest);
+    const mad = Math.max(1.4826 * median(rest.map((r) => Math.abs(r - med))), floor);
+    return (sign * (x - med)) / mad;
+  });
 }
 
 /** Label counts and `(count − median)/median` per class. */

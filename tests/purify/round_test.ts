@@ -363,3 +363,41 @@ Deno.test("runRound() trains a Functional model with batch normalisation in both
     }
   }
 });
+
+Deno.test("the evidence phase finds the backdoor's target from the model when no label stands out", async () => {
+  const clf = await backdooredClassifier();
+  // A clean, balanced extra set: the labels say nothing about the target.
+  const clean = makeSet(240, 0, 5);
+  const schedule = {
+    name: "evidence-only",
+    score_batch_size: 64,
+    suspect: {
+      evidence: { landing_per_class: 8, patch_steps: 60, additive_steps: 10, batch_size: 32 },
+    },
+    stages: [{ kind: "train", name: "noop", steps: 1, lr: 1e-6 }],
+  };
+  try {
+    const r = await assertNoLeak(() =>
+      runRound(
+        clf,
+        clean.images,
+        clean.labels,
+        parseRoundParams({ schedule, seed: 1 }),
+        undefined,
+        unlimited,
+      )
+    );
+    assert.deepEqual(r.report.suspect_classes, [TARGET]);
+    assert.equal(r.report.suspect_class, TARGET);
+    const ev = r.report.evidence!;
+    assert.equal(ev.length, 4);
+    assert.ok(ev.every((e) => Math.abs(e.label_excess) < 0.2), "no label stands out");
+    assert.ok(ev[TARGET].patch_success! > 0.9, "a tiny patch reaches the target");
+    assert.ok(ev.filter((e) => e.class !== TARGET).every((e) => e.patch_success! < 0.75));
+    const start = r.report.events.find((e) => e.event === "start")!;
+    assert.equal(start.label_consistent, true);
+    assert.deepEqual(start.stamps, [{ kind: "patch", target: TARGET }]);
+  } finally {
+    clf.dispose();
+  }
+});
