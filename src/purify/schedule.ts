@@ -249,8 +249,9 @@ export const EvidenceSchema = z.object({
     "also search one untargeted trigger (every class moved off its label), the all-to-all test " +
       "(default true)",
   ),
-  batch_size: z.int().min(1).max(1024).default(64).describe(
-    "images per step of every search (default 64)",
+  batch_size: z.int().min(1).max(1024).default(32).describe(
+    "images per step of every search; the phase costs about K·(patch_steps + additive_steps) " +
+      "of these batches (default 32)",
   ),
   patch_threshold: z.number().gt(0).max(100).default(3).describe(
     "anomaly index (robust SDs above the median success of the budgeted patch trigger) that " +
