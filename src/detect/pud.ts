@@ -154,7 +154,7 @@ export const pud: Detector<PudOptions> = async (
   options: PudOptions,
   ctx: DetectContext,
 ): Promise<DetectResult> => {
-  const n = labels.length, k = clf.numClasses;
+  const n = labels.length;
   if (options.purified) return fromPurified(clf, options.purified, images, labels, options, ctx);
   const vars = trainableVariables(clf);
   const saved = vars.map((v) => tf.clone(v));

@@ -159,7 +159,7 @@ export const StateSchema = z.object({
     all_to_all: z.boolean(),
     label_consistent: z.boolean().describe(
       "the primary suspect's label count does not stand out: its poison, if any, carries true " +
-        "labels (clean-label), so flagged images are left out rather than unlearned",
+        "labels (a clean-label attack); reported, the schedule treats its flags like any other",
     ),
     counts: z.array(count).max(100_000),
     excess: z.number(),

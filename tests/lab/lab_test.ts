@@ -92,7 +92,7 @@ Deno.test("runLab() rejects bad options with a ValidationError naming them", asy
     const bad of [
       { poisonRate: 2 },
       { dataset: "cifar" },
-      { attack: "sig" },
+      { attack: "trojannn" },
       { target: 7, dataset: "synthetic", syntheticClasses: 4 },
       { unknown: 1 },
       { trigger: { type: "blend", alpha: 0 } },

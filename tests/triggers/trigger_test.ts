@@ -22,7 +22,7 @@ Deno.test("parseTriggerSpec() fills in each trigger's defaults and survives a JS
 Deno.test("parseTriggerSpec() rejects unknown types, out-of-range values and unknown keys", () => {
   for (
     const bad of [
-      { type: "sig" },
+      { type: "trojannn" },
       { type: "blend", alpha: 0 },
       { type: "blend", alpha: 1.5 },
       { type: "badnets", size: 0 },
