@@ -148,7 +148,8 @@ export function rocCurve(
   const neg = n - pos;
   if (pos === 0 || neg === 0) return [];
   const order = [...Array(n).keys()].sort((a, b) => scores[b] - scores[a]);
-  const points: RocPoint[] = [{ threshold: Infinity, fpr: 0, tpr: 0 }];
+  // JSON has no Infinity: "nothing flagged" is a cut above every score.
+  const points: RocPoint[] = [{ threshold: scores[order[0]] + 1, fpr: 0, tpr: 0 }];
   let tp = 0, fp = 0;
   for (let i = 0; i < n;) {
     const s = scores[order[i]];

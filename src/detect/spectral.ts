@@ -82,7 +82,8 @@ export function spectralScores(
       n: idx.length,
       lambda1,
       lambda2,
-      dominance: lambda2 > 0 ? lambda1 / lambda2 : lambda1 > 0 ? Infinity : 0,
+      // Finite in JSON: a zero second eigenvalue counts as the smallest positive float32.
+      dominance: lambda1 > 0 ? lambda1 / Math.max(lambda2, 1e-38) : 0,
     });
   }
   let suspectedTarget: number | undefined;

@@ -218,7 +218,9 @@ export function fprCuts(
     const s = sortedScores(scores, idx);
     sorted.set(c, s);
     if (idx.length < MIN_CLASS_FOR_DISTRIBUTION) {
-      classes.push({ class: c, n: idx.length, loc: NaN, scale: null, poisonShare: 0, cut: null });
+      // Too few scores for a distribution: their median stands for the location (never NaN).
+      const loc = s.length ? s[s.length >> 1] : 0;
+      classes.push({ class: c, n: idx.length, loc, scale: null, poisonShare: 0, cut: null });
       continue;
     }
     const { loc, scale } = bulk(s, 1);
@@ -296,7 +298,7 @@ export function flagByRule(
       const s = sortedScores(scores, idx);
       const m = Math.round(rule.fraction * idx.length);
       // Strictly above the (m+1)-th largest: ties at the boundary stay unflagged.
-      mark(idx, m <= 0 ? null : m >= idx.length ? -Infinity : s[idx.length - m - 1], c);
+      mark(idx, m <= 0 ? null : m >= idx.length ? s[0] - 1 : s[idx.length - m - 1], c);
     }
     return {
       flags,

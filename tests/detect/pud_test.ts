@@ -7,6 +7,7 @@ import { runRound } from "../../src/purify/round.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
 import {
   backdooredClassifier,
+  cleanClassifier,
   makeSet,
   TARGET,
   tinySchedule,
@@ -59,13 +60,30 @@ Deno.test("pud with flag_fraction flags that share of the set, all in the suspec
   }
 });
 
-Deno.test("pud falls back to the paper's fine-tune and consistency when no label stands out", async () => {
+Deno.test("pud names the backdoor's target from the model when no label stands out", async () => {
   const clf = await backdooredClassifier();
+  try {
+    const clean = makeSet(240, 0, 5);
+    const r = await pud(clf, clean.images, clean.labels, options({}), ctx);
+    assert.equal(r.suspectedTarget, TARGET);
+    assert.equal(r.diagnostics?.score, "suspect_drop");
+    assert.deepEqual(r.diagnostics?.suspected_classes, [TARGET]);
+    const evidence = r.diagnostics?.evidence as { class: number; patch_success: number }[];
+    assert.equal(evidence.length, 4);
+    assert.ok(evidence[TARGET].patch_success > 0.9);
+  } finally {
+    clf.dispose();
+  }
+});
+
+Deno.test("pud falls back to the paper's fine-tune and consistency when nothing stands out", async () => {
+  const clf = await cleanClassifier();
   try {
     const clean = makeSet(240, 0, 5);
     const before = await weightsOf(clf);
     const r = await pud(clf, clean.images, clean.labels, options({ finetune_epochs: 1 }), ctx);
     assert.equal(r.suspectedTarget, undefined);
+    assert.deepEqual(r.diagnostics?.suspected_classes, []);
     assert.equal(r.diagnostics?.score, "consistency");
     assert.equal(r.scores.length, 240);
     assert.ok(r.flags.reduce((s, v) => s + v, 0) <= 24, "a clean set is barely flagged");

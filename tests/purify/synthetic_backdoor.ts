@@ -88,15 +88,19 @@ export function triggered(set: SyntheticSet): { images: ImageBatch; source: Int3
   };
 }
 
-let bundle:
-  | Promise<{ modelJson: Uint8Array; weights: { name: string; bytes: Uint8Array }[] }>
-  | undefined;
+type Bundle = { modelJson: Uint8Array; weights: { name: string; bytes: Uint8Array }[] };
+const bundles = new Map<number, Promise<Bundle>>();
 
-/** The backdoored model's bundle, trained once per test process. */
-export function trainedBundle() {
-  bundle ??= (async () => {
+/** The bundle of a model trained on a `rate`-poisoned set (default 10%), once per process. */
+export function trainedBundle(rate = 0.1): Promise<Bundle> {
+  if (!bundles.has(rate)) bundles.set(rate, train(rate));
+  return bundles.get(rate)!;
+}
+
+function train(rate: number): Promise<Bundle> {
+  return (async () => {
     await setupBackend();
-    const train = makeSet(480, 0.1, 1);
+    const train = makeSet(480, rate, 1);
     const init = (seed: number) => tf.initializers.glorotUniform({ seed });
     const model = tf.sequential({
       layers: [
@@ -122,12 +126,17 @@ export function trainedBundle() {
     model.dispose();
     return saved;
   })();
-  return bundle;
 }
 
 /** A fresh copy of the backdoored classifier (the caller disposes it). */
 export async function backdooredClassifier(): Promise<LoadedClassifier> {
   const b = await trainedBundle();
+  return loadClassifier(parseBundle(b.modelJson, b.weights, LIMITS));
+}
+
+/** The same architecture trained on unpoisoned data: no backdoor (the caller disposes it). */
+export async function cleanClassifier(): Promise<LoadedClassifier> {
+  const b = await trainedBundle(0);
   return loadClassifier(parseBundle(b.modelJson, b.weights, LIMITS));
 }
 
