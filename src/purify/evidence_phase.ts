@@ -7,7 +7,9 @@
  *    their label), `landing_per_class` per class, counting where they land;
  * 2. one unit per class: `patch_steps` Adam steps of a mask-and-pattern trigger towards it, its
  *    area capped at `patch_budget`;
- * 3. one unit per class: `additive_steps` signed steps of a universal perturbation towards it;
+ * 3. one unit per class: `additive_steps` signed steps of a universal perturbation towards it.
+ *    Each search's success is then measured on 32 clean-looking images of every other class,
+ *    and the median over those source classes is the signal;
  * 4. one untargeted trigger search, then where its stamp sends each class.
  *
  * Every draw is seeded from `(seed, stream, class, position)`, and each unit's results are written
@@ -24,7 +26,7 @@ import type { Schedule } from "./schedule.ts";
 import { rowArgmax } from "./selection.ts";
 import type { EvidenceArrays, PurifyState } from "./state.ts";
 import { stampSize } from "./state.ts";
-import { decideSuspects, labelExcess, type SuspectDecision } from "./target_evidence.ts";
+import { decideSuspects, labelExcess, median, type SuspectDecision } from "./target_evidence.ts";
 import {
   budgetedLogits,
   disposeTriggerVars,
@@ -291,7 +293,45 @@ async function patchUnit(
   const { h, w, c } = ctx.dims;
   arrays.patchTriggers.set(r.data, t * stampSize("patch", h, w, c));
   ev.patch_mask[t] = clamp01(r.maskMean);
-  ev.patch_success[t] = clamp01(r.success);
+  ev.patch_success[t] = clamp01(
+    await sourceMedianSuccess(ctx, t, (x) => {
+      const m = tf.tensor3d(r.data.subarray(0, h * w), [h, w, 1]);
+      const p = tf.tensor3d(r.data.subarray(h * w), [h, w, c]);
+      return stamp(x, m, p);
+    }),
+  );
+}
+
+/**
+ * How often `apply` sends clean-looking images to `t`, per source class, and the median over the
+ * source classes. A backdoor trigger works from every class; a natural attractor (a blob that
+ * makes sandals look like bags) only from its neighbours, which the median discounts.
+ */
+async function sourceMedianSuccess(
+  ctx: EvidenceContext,
+  t: number,
+  apply: (x: tf.Tensor4D) => tf.Tensor4D,
+): Promise<number> {
+  const k = ctx.dims.k;
+  const idx = perClassSample(ctx, FLIP_IMAGES_PER_CLASS, STREAM.evidenceUntargeted).filter((i) =>
+    ctx.labels[i] !== t
+  );
+  if (idx.length === 0) return 0;
+  const x = ctx.batch(idx);
+  try {
+    const pred = tf.tidy(() => tf.argMax(ctx.clf.logits(apply(x), false), 1));
+    const got = await pred.data();
+    pred.dispose();
+    const hits = new Array<number>(k).fill(0), seen = new Array<number>(k).fill(0);
+    idx.forEach((i, j) => {
+      seen[ctx.labels[i]]++;
+      if (got[j] === t) hits[ctx.labels[i]]++;
+    });
+    const shares = seen.flatMap((s, c) => (s > 0 && c !== t ? [hits[c] / s] : []));
+    return shares.length ? median(shares) : 0;
+  } finally {
+    x.dispose();
+  }
 }
 
 async function additiveUnit(
@@ -306,7 +346,6 @@ async function additiveUnit(
   // In a tidy: the variable keeps the zeros' data, the zeros tensor itself must go.
   const delta = tf.tidy(() => tf.variable(tf.zeros([h, w, c]), false));
   const cache = new Map<string, Int32Array>();
-  const hits: number[] = [];
   try {
     for (let s = 0; s < o.additive_steps; s++) {
       ctx.signal?.throwIfAborted();
@@ -321,7 +360,7 @@ async function additiveUnit(
       );
       const x = ctx.batch(idx);
       try {
-        hits.push(await perturbationStep(ctx.clf, delta, x, t, o.additive_eps / 8, o.additive_eps));
+        await perturbationStep(ctx.clf, delta, x, t, o.additive_eps / 8, o.additive_eps);
       } finally {
         x.dispose();
       }
@@ -330,7 +369,9 @@ async function additiveUnit(
       (await delta.data()) as Float32Array,
       t * stampSize("additive", h, w, c),
     );
-    ev.additive_success[t] = clamp01(tailMean(hits));
+    ev.additive_success[t] = clamp01(
+      await sourceMedianSuccess(ctx, t, (x) => addPerturbation(x, delta)),
+    );
   } finally {
     delta.dispose();
   }

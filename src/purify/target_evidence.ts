@@ -124,13 +124,14 @@ export interface RawEvidence {
 /** MAD floors: a spread smaller than these is measurement noise on 64-image batches. */
 const FLOOR = { patch: 0.03, additive: 0.03, landing: 0.02 };
 /**
- * Each signal needs an absolute effect too, not only a relative one: on clean Fashion-MNIST
- * models the natural attractor classes (shirt for additive perturbations and adversarial
- * landings, bag for small patches) reach 0.3, 0.18 and 0.8 with these searches, while the
- * backdoor targets of the lab reach 0.66 (SIG, additive) and 0.9 (BadNets, patch).
+ * Each signal needs an absolute effect too, not only a relative one. Patch and additive
+ * successes are medians over the source classes: a backdoor trigger works from every class, a
+ * natural attractor only from its neighbours (on the lab's Fashion-MNIST models a 9-pixel patch
+ * sends 69-84% of sandals and sneakers to bag, and a 16/255 perturbation 30% of all images to
+ * shirt, which averaged over the sources looked like evidence: 0.52 and 0.28).
  */
-const MIN_PATCH_SUCCESS = 0.75;
-const MIN_ADDITIVE_SUCCESS = 0.5;
+const MIN_PATCH_SUCCESS = 0.4;
+const MIN_ADDITIVE_SUCCESS = 0.4;
 const MIN_LANDING = 0.3;
 /** An untargeted trigger of the patch budget must move this share of images off their label. */
 const MIN_ALL_TO_ALL_SUCCESS = 0.6;

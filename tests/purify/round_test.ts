@@ -342,6 +342,7 @@ Deno.test("runRound() trains a Functional model with batch normalisation in both
     try {
       const schedule = {
         train_mode: mode,
+        suspect: { rule: "label_excess" },
         stages: [{
           kind: "train",
           name: "at",
@@ -372,7 +373,14 @@ Deno.test("the evidence phase finds the backdoor's target from the model when no
     name: "evidence-only",
     score_batch_size: 64,
     suspect: {
-      evidence: { landing_per_class: 8, patch_steps: 60, additive_steps: 10, batch_size: 32 },
+      // Four classes make a weak reference for the anomaly index: Neural Cleanse's 2, not 3.
+      evidence: {
+        landing_per_class: 8,
+        patch_steps: 60,
+        additive_steps: 10,
+        batch_size: 32,
+        patch_threshold: 2,
+      },
     },
     stages: [{ kind: "train", name: "noop", steps: 1, lr: 1e-6 }],
   };
@@ -393,7 +401,7 @@ Deno.test("the evidence phase finds the backdoor's target from the model when no
     assert.equal(ev.length, 4);
     assert.ok(ev.every((e) => Math.abs(e.label_excess) < 0.2), "no label stands out");
     assert.ok(ev[TARGET].patch_success! > 0.9, "a tiny patch reaches the target");
-    assert.ok(ev.filter((e) => e.class !== TARGET).every((e) => e.patch_success! < 0.75));
+    assert.ok(ev.filter((e) => e.class !== TARGET).every((e) => e.patch_success! < 0.7));
     const start = r.report.events.find((e) => e.event === "start")!;
     assert.equal(start.label_consistent, true);
     assert.deepEqual(start.stamps, [{ kind: "patch", target: TARGET }]);

@@ -18,7 +18,7 @@ function quiet(): RawEvidence {
     labelExcess: flat(0),
     landing: [0.05, 0.04, 0.08, 0.05, 0.1, 0.03, 0.12, 0.04, 0.06, 0.02],
     patchMask: flat(0.012),
-    patchSuccess: [0.1, 0.02, 0.05, 0.04, 0.3, 0.2, 0.35, 0.05, 0.4, 0.04],
+    patchSuccess: [0.1, 0.02, 0.05, 0.04, 0.3, 0.2, 0.35, 0.05, 0.38, 0.04],
     additiveSuccess: [0.07, 0.01, 0.05, 0.04, 0.07, 0.07, 0.3, 0.08, 0.22, 0.04],
     untargeted: null,
   };
@@ -65,7 +65,7 @@ Deno.test("decideSuspects() finds a patch target, and needs the trigger to work"
   assert.deepEqual(decideSuspects(raw, th).classes, [7]);
   // An outlier that still fails most of the time is not a trigger.
   raw.patchSuccess = flat(0.01);
-  raw.patchSuccess[7] = 0.6;
+  raw.patchSuccess[7] = 0.35;
   assert.deepEqual(decideSuspects(raw, th).classes, []);
 });
 
