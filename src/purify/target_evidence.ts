@@ -133,14 +133,17 @@ const FLOOR = { patch: 0.03, additive: 0.03, landing: 0.02 };
 const MIN_PATCH_SUCCESS = 0.4;
 const MIN_ADDITIVE_SUCCESS = 0.4;
 const MIN_LANDING = 0.3;
+/** A further suspect needs at least this share of the first suspect's score. */
+const SECOND_SUSPECT_SHARE = 0.5;
 /** An untargeted trigger of the patch budget must move this share of images off their label. */
 const MIN_ALL_TO_ALL_SUCCESS = 0.6;
 
 /**
- * Turns measurements into suspects. A class is suspected when any model-side index reaches its
- * threshold (with the signal's absolute minimum), or when its label excess reaches
- * `label_excess` and no model-side signal names a different class (a naturally frequent class
- * is then left alone). All-to-all is suspected when the untargeted trigger moves most images
+ * Turns measurements into suspects. A class's score is the sum, over the signals whose index
+ * reaches its threshold (with the signal's absolute minimum), of index / threshold, plus its
+ * label excess / `label_excess` when that reaches 1 and no model-side signal names only other
+ * classes (a naturally frequent class is then left alone). Classes scoring at least 1 and at
+ * least half the top score are suspects, most anomalous first. All-to-all is suspected when the untargeted trigger moves most images
  * off their label and at least half the classes have distinct dominant destinations.
  */
 export function decideSuspects(raw: RawEvidence, th: Thresholds): SuspectDecision {
@@ -153,11 +156,14 @@ export function decideSuspects(raw: RawEvidence, th: Thresholds): SuspectDecisio
     const patchOk = (raw.patchSuccess?.[c] ?? 0) >= MIN_PATCH_SUCCESS;
     const addOk = (raw.additiveSuccess?.[c] ?? 0) >= MIN_ADDITIVE_SUCCESS;
     const landOk = (raw.landing?.[c] ?? 0) >= MIN_LANDING;
-    const model = Math.max(
-      patchIdx && patchOk ? patchIdx[c] / th.patch : 0,
-      addIdx && addOk ? addIdx[c] / th.additive : 0,
-      landIdx && landOk ? landIdx[c] / th.landing : 0,
-    );
+    // Each signal that passes its threshold adds its index / threshold: a class named by
+    // several signals outranks one that a single search happens to reach.
+    const passing = (idx: number[] | null, ok: boolean, t: number) => {
+      const v = idx && ok ? idx[c] / t : 0;
+      return v >= 1 ? v : 0;
+    };
+    const model = passing(patchIdx, patchOk, th.patch) + passing(addIdx, addOk, th.additive) +
+      passing(landIdx, landOk, th.landing);
     per.push({
       class: c,
       count: raw.counts[c],
@@ -177,13 +183,19 @@ export function decideSuspects(raw: RawEvidence, th: Thresholds): SuspectDecisio
     const byLabel = e.label_excess / th.label_excess;
     // Label excess corroborates; it overrides only when the model names nobody else.
     if (byLabel >= 1 && (modelSuspects.length === 0 || modelSuspects.includes(e.class))) {
-      e.score = round4(Math.max(e.score, byLabel));
+      e.score = round4(e.score + byLabel);
     }
   }
   const ranked = per.filter((e) => e.score >= 1).sort((a, b) =>
     b.score - a.score || a.class - b.class
   );
-  const classes = ranked.slice(0, th.max_suspects).map((e) => e.class);
+  // Further suspects must be at least half as anomalous as the first: natural attractors (bag
+  // for a small patch, shirt for small perturbations) pass one signal on clean classes too.
+  const top = ranked[0]?.score ?? 0;
+  const classes = ranked.filter((e) => e.score >= top * SECOND_SUSPECT_SHARE).slice(
+    0,
+    th.max_suspects,
+  ).map((e) => e.class);
 
   let untargeted: UntargetedEvidence | null = null;
   let allToAll = false;
