@@ -401,8 +401,11 @@ function leaf(at: At, c: JsonObject, inputs: SampleShape[]): LeafResult {
       return { shapes: [[hwc(s, first)[2]]], tensors: 1 };
     }
     case "BatchNormalization":
+      numeric(at, c.epsilon, "epsilon", 0);
+      numeric(at, c.momentum, "momentum");
       return { shapes: [single(at, inputs)], tensors: 2 };
     case "LayerNormalization":
+      numeric(at, c.epsilon, "epsilon", 0);
       return { shapes: [single(at, inputs)], tensors: 4 };
     case "Dropout": {
       // Identity at inference; a mask and a product while training.
@@ -472,6 +475,15 @@ function softmaxAxis(at: At, axis: unknown, r: number): void {
         `the last axis (-1 or ${r - 1}; tfjs' default is 1) or a list of several axes`,
     );
   }
+}
+
+/** An optional number option, at least `min` when given, that tfjs only reads when it runs. */
+function numeric(at: At, v: unknown, what: string, min = -Infinity): void {
+  if (v === undefined || v === null || (typeof v === "number" && isFinite(v) && v >= min)) return;
+  throw impossible(
+    at,
+    `has ${what} ${show(v)}; it must be a number${min > -Infinity ? ` >= ${min}` : ""}`,
+  );
 }
 
 /** A Rescaling `scale`/`offset`: a number, or one number per channel (or a single one). */

@@ -110,6 +110,15 @@ Deno.test("fuzz: parseBundle() and loadClassifier() on mutated bundles: a workin
             const z = tf.tidy(() => clf.logits(tf.zeros([2, h, w, c]) as tf.Tensor4D));
             assert.deepEqual(z.shape, [2, clf.numClasses]);
             z.dispose();
+            // What attacks and training do: an input gradient, in training mode (dropout masks,
+            // batch statistics). tfjs fails some configs only here, with plain errors (500s).
+            stage = "gradient";
+            const g = tf.tidy(() => {
+              const x = tf.zeros([2, h, w, c]) as tf.Tensor4D;
+              return tf.grad((v: tf.Tensor) => clf.logits(v as tf.Tensor4D, true).sum())(x);
+            });
+            assert.deepEqual(g.shape, [2, h, w, c]);
+            g.dispose();
           } finally {
             clf.dispose();
           }

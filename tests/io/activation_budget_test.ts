@@ -429,4 +429,13 @@ Deno.test("planActivations() refuses options tfjs only fails on when the layer r
   refuses(one("Dropout", { rate: 0.5, noise_shape: [1, 2, 3] }), /noise_shape \[1,2,3\]/, "rank");
   refuses(one("Dropout", { rate: 0.5, noise_shape: [7, 1, 1, 3] }), /noise_shape/, "a batch entry");
   planActivations(one("Dropout", { rate: 0.5, noise_shape: [null, 1, 1, 3] }));
+  refuses(one("BatchNormalization", { epsilon: "\u0000" }), /epsilon "\\u0000"/, "string epsilon");
+  refuses(
+    one("BatchNormalization", { epsilon: -1 }),
+    /epsilon -1; it must be a number >= 0/,
+    "< 0",
+  );
+  refuses(one("BatchNormalization", { momentum: "x" }), /momentum "x"/, "string momentum");
+  refuses(one("LayerNormalization", { epsilon: [1] }), /epsilon \[1\]/, "array epsilon");
+  planActivations(one("BatchNormalization", { epsilon: 1e-3, momentum: 0.99 }));
 });
