@@ -159,7 +159,8 @@ export const StateSchema = z.object({
     all_to_all: z.boolean(),
     label_consistent: z.boolean().describe(
       "the primary suspect's label count does not stand out: its poison, if any, carries true " +
-        "labels (a clean-label attack); reported, the schedule treats its flags like any other",
+        "labels (a clean-label attack), so its flagged images are left out of the clean set " +
+        "but not unlearned",
     ),
     counts: z.array(count).max(100_000),
     excess: z.number(),
