@@ -13,6 +13,9 @@ import { registerWasmMaxPoolGrad } from "./maxpool_grad_kernel.ts";
 import { registerWasmMean, registerWasmSum } from "./sum_kernel.ts";
 import { registerWasmTile } from "./tile_kernel.ts";
 import { prepareWasmThreads } from "./wasm_threads.ts";
+import { declareNotNode } from "./platform.ts";
+
+declareNotNode();
 
 export type BackendName = "webgpu" | "wasm" | "cpu";
 export const BACKEND_ORDER: readonly BackendName[] = ["webgpu", "wasm", "cpu"];
