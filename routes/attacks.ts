@@ -8,6 +8,12 @@ import type { AppEnv } from "../src/http/env.ts";
 import { computeHandler } from "../src/http/compute_route.ts";
 import { PARTS } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
+import { FormatQuery, partQuery } from "../src/http/reply.ts";
+
+/** The reply's parts, each of which `?part=NAME` answers alone. */
+const REPLY_PARTS = ["adversarial", "report"] as const;
+/** `Accept: application/x-npy` answers the adversarial images alone. */
+const ACCEPTS = { "application/x-npy": "adversarial" };
 
 export const operations: Operation[] = [{
   method: "post",
@@ -15,7 +21,9 @@ export const operations: Operation[] = [{
   summary: "Generate adversarial examples (FGSM, PGD L-inf/L2, MI-FGSM, APGD) and report.",
   description:
     "Answers multipart/form-data with parts `adversarial` (.npy, float32 NHWC in [0,1]) and " +
-    "`report` (JSON). With `Accept: application/json` or `?format=json`, the report alone. " +
+    "`report` (JSON). With `Accept: application/json` or `?format=json`, the report alone; " +
+    "with `Accept: application/x-npy`, the .npy alone; `?part=adversarial` or `?part=report` " +
+    "answers that part alone with its own content type. " +
     "Requests whose cost (images × steps × restarts) exceeds MAX_ATTACK_COST are refused (422) " +
     "before any work.",
   parts: [
@@ -29,12 +37,22 @@ export const operations: Operation[] = [{
       required: true,
     },
   ],
+  query: [
+    { name: "format", description: "report alone as JSON", schema: FormatQuery },
+    { name: "part", description: "one part alone", schema: partQuery(REPLY_PARTS) },
+  ],
   responseType: "multipart/form-data",
 }];
 
 export function register(app: Hono<AppEnv>): void {
   app.post(
     "/v1/attacks",
-    computeHandler({ op: "attacks", params: AttackParamsSchema, jsonAlone: true }),
+    computeHandler({
+      op: "attacks",
+      params: AttackParamsSchema,
+      jsonAlone: true,
+      replyParts: REPLY_PARTS,
+      accepts: ACCEPTS,
+    }),
   );
 }

@@ -14,10 +14,15 @@ import { computeHandler } from "../src/http/compute_route.ts";
 import { parseJson } from "../src/http/form.ts";
 import { PARTS } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
+import { partQuery } from "../src/http/reply.ts";
 import { RoundParamsSchema } from "../src/purify/params.ts";
 import { PRESETS, ScheduleSchema } from "../src/purify/schedule.ts";
 
-const PresetQuery = z.enum(Object.keys(PRESETS) as [keyof typeof PRESETS]);
+const PresetQuery = z.enum(Object.keys(PRESETS) as [keyof typeof PRESETS]).describe(
+  "the preset whose schedule to return (default 'default')",
+);
+/** A round's reply parts, each of which `?part=NAME` answers alone. */
+const REPLY_PARTS = ["model", "weights", "state", "report"] as const;
 
 export const operations: Operation[] = [
   {
@@ -26,6 +31,7 @@ export const operations: Operation[] = [
     summary: "The purification schedule of a preset (default 'default'; ?preset=published).",
     description: "Every knob of the progressive schedule. Change it and send it back as " +
       "params.schedule in the first round.",
+    query: [{ name: "preset", description: "schedule preset", schema: PresetQuery }],
     response: ScheduleSchema,
   },
   {
@@ -39,7 +45,9 @@ export const operations: Operation[] = [
       "images, timings, done). Repeat until report.done. A round does at most " +
       "min(params.max_steps, MAX_ROUND_STEPS) units of work within min(params.max_ms, " +
       "MAX_ROUND_MS). A state that was edited, truncated, or belongs to another dataset or " +
-      "model is refused with 400/422.",
+      "model is refused with 400/422. `?part=NAME` answers one part alone (e.g. " +
+      "`?part=report`); `deno task unpack REPLY DIR` writes every part of a saved reply to " +
+      "DIR as the next round sends it.",
     parts: [
       ...PARTS.model("model.json (the previous round's after the first)"),
       PARTS.images("the extra set: one .npy (NHWC) or PNG/JPEG files, same in every round"),
@@ -47,6 +55,7 @@ export const operations: Operation[] = [
       { name: "state", description: "state.json of the previous round; absent in the first" },
       { name: "params", description: "round params", schema: RoundParamsSchema },
     ],
+    query: [{ name: "part", description: "one part alone", schema: partQuery(REPLY_PARTS) }],
     responseType: "multipart/form-data",
   },
 ];
@@ -69,6 +78,7 @@ export function register(app: Hono<AppEnv>): void {
     computeHandler({
       op: "purify",
       params: RoundParamsSchema,
+      replyParts: REPLY_PARTS,
       extras: async (form) => {
         const part = await form.file("state");
         // Parsed here, validated by the round against the model and dataset it is sent with.

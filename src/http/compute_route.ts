@@ -12,7 +12,7 @@ import type { BundleArtifacts } from "../io/model_bundle.ts";
 import type { AppEnv } from "./env.ts";
 import { type Form, readForm } from "./form.ts";
 import { readBundle } from "./inputs.ts";
-import { jsonPart, multipartReply, wantsJson } from "./reply.ts";
+import { jsonPart, multipartReply, requestedPart, singlePartReply, wantsJson } from "./reply.ts";
 
 export interface ComputeRoute<S extends z.ZodType> {
   /** The engine op that does the work. */
@@ -30,6 +30,10 @@ export interface ComputeRoute<S extends z.ZodType> {
   reply?: (c: Context<AppEnv>, out: JobOutput, startedAt: number) => Response | Promise<Response>;
   /** Whether `Accept: application/json` / `?format=json` may drop the binary parts. */
   jsonAlone?: boolean;
+  /** Names of the default reply's parts (`report` last), which `?part=NAME` may ask for alone. */
+  replyParts?: readonly string[];
+  /** Media types that, in `Accept`, ask for one part alone, e.g. `application/x-npy`. */
+  accepts?: Record<string, string>;
 }
 
 /** A Hono handler for `spec`. */
@@ -38,6 +42,7 @@ export function computeHandler<S extends z.ZodType>(spec: ComputeRoute<S>): Hand
     const startedAt = performance.now();
     const { config, queue, engine } = c.get("services");
     const signal = c.get("signal");
+    const single = spec.reply ? undefined : requestedPart(c, spec.replyParts ?? [], spec.accepts);
     const form = await readForm(c.req.raw, { maxParts: config.MAX_PARTS });
     const params = await form.json("params", spec.params);
     const extras = spec.extras ? await spec.extras(form) : {};
@@ -56,10 +61,12 @@ export function computeHandler<S extends z.ZodType>(spec: ComputeRoute<S>): Hand
       signal,
     );
     if (spec.reply) return await spec.reply(c, out, startedAt);
+    const parts = [...out.parts, jsonPart("report", out.json)];
+    if (single) return singlePartReply(parts, single, out.headers);
     if (out.parts.length === 0 || (spec.jsonAlone && wantsJson(c))) {
       return c.json(out.json as object);
     }
-    return multipartReply([...out.parts, jsonPart("report", out.json)], out.headers);
+    return multipartReply(parts, out.headers);
   };
 }
 

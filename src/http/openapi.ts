@@ -15,11 +15,20 @@ export interface Part {
   schema?: z.ZodType;
 }
 
+/** A query parameter, its values validated (and documented) by `schema`. */
+export interface QueryParam {
+  name: string;
+  description: string;
+  schema: z.ZodType;
+}
+
 export interface Operation {
   method: "get" | "post";
   path: string;
   summary: string;
   description?: string;
+  /** Optional query parameters. */
+  query?: QueryParam[];
   /** Multipart parts of the request body, when there is one. */
   parts?: Part[];
   /** JSON schema of a 200 JSON answer. */
@@ -78,6 +87,15 @@ export function buildOpenApi(ops: Operation[], version: string): unknown {
       responses,
       security: op.open ? [] : undefined,
     };
+    if (op.query?.length) {
+      operation.parameters = op.query.map((q) => ({
+        name: q.name,
+        in: "query",
+        required: false,
+        description: q.description,
+        schema: jsonSchema(q.schema),
+      }));
+    }
     if (op.parts) {
       const properties: Record<string, unknown> = {};
       const required: string[] = [];
