@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import * as tf from "@tensorflow/tfjs";
-import { fixtureBytes, setupBackend, testApp } from "../_helpers.ts";
+import { engineTensors, fixtureBytes, setupBackend, testApp } from "../_helpers.ts";
 import { encodePng } from "../../src/io/images.ts";
 import {
   type ByteOpList,
@@ -152,7 +151,7 @@ Deno.test("fuzz: mutated multipart requests get 2xx or 4xx, never 500, and leave
   const app = await testApp({ MAX_PARTS: "16" });
   await setupBackend();
   const seen = new Outcomes("POST mutated multipart");
-  const tensors = tf.memory().numTensors;
+  const tensors = engineTensors(app);
   const logged: string[] = [];
   const orig = console.error;
   console.error = (...a: unknown[]) => logged.push(a.map(String).join(" "));
@@ -183,7 +182,7 @@ Deno.test("fuzz: mutated multipart requests get 2xx or 4xx, never 500, and leave
           assert.equal(typeof err.code, "string");
           assert.ok(!text.includes("    at "), "stack trace in the error body");
         }
-        assert.equal(tf.memory().numTensors, tensors);
+        assert.equal(engineTensors(app), tensors, "the engine holds no new tensor");
         assert.deepEqual(logged, []);
       }),
       params(300),
