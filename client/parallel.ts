@@ -9,14 +9,20 @@
  *     [--mode purify|evaluate] [--token T]
  *
  * `jobs.json` is an array of `{ "name", "model": DIR, "images": x.npy, "labels": y.npy,
- * "out": DIR, "params": {...} }` (`out` is needed for purify only). The summary (one line per
- * job, then totals) goes to stdout as JSON.
+ * "out": DIR, "params": {...} }` (`out` is needed for purify only; give each job its own). Each
+ * round prints a line to stderr (job, round, monotonic progress, elapsed and estimated time
+ * left); the end is a table, one row per job (`--json`: one JSON line per job, then totals).
+ * Ctrl-C prints how many jobs finished and exits 130; rerunning the same command resumes every
+ * job from its checkpoint. A job whose checkpoint was made with other options fails with the
+ * differences unless `--force-resume`.
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { appendBundle, readBundleDir } from "./bundle_files.ts";
 import { DEFAULT_RETRY, postWithRetry, type RetryOptions } from "./http.ts";
+import { formatDuration } from "./progress.ts";
 import { type PurifyOutcome, runPurification } from "./purify.ts";
+import { summaryTable } from "./summary_table.ts";
 
 export interface ParallelJob {
   name: string;
@@ -36,8 +42,12 @@ export interface ParallelOptions {
   token?: string;
   maxRounds?: number;
   retry?: Partial<RetryOptions>;
+  /** Resume checkpoints made with other options (see `PurifyJob.forceResume`). */
+  forceResume?: boolean;
   /** Called as each job ends. */
   onDone?: (r: JobResult) => void;
+  /** Called after each checkpointed round of a purify job (progress never goes backwards). */
+  onRound?: (name: string, round: number, progress: number) => void;
 }
 
 export interface JobResult {
@@ -48,6 +58,8 @@ export interface JobResult {
   /** purify: rounds run and whether the schedule finished. */
   rounds?: number;
   done?: boolean;
+  /** purify: the report's path. */
+  report?: string;
   /** evaluate: the server's JSON answer. */
   evaluation?: Record<string, unknown>;
 }
@@ -90,8 +102,10 @@ async function runOne(job: ParallelJob, opts: ParallelOptions): Promise<JobResul
       token: opts.token,
       maxRounds: opts.maxRounds ?? 1000,
       resume: true,
+      forceResume: opts.forceResume,
       quiet: true,
       retry: opts.retry,
+      onCheckpoint: (round, progress) => opts.onRound?.(job.name, round, progress),
     });
     return {
       name: job.name,
@@ -99,6 +113,7 @@ async function runOne(job: ParallelJob, opts: ParallelOptions): Promise<JobResul
       ms: performance.now() - t0,
       rounds: o.rounds,
       done: o.done,
+      report: o.reportPath,
     };
   } catch (e) {
     return { name: job.name, ok: false, ms: performance.now() - t0, error: (e as Error).message };
@@ -121,6 +136,16 @@ async function evaluateOnce(job: ParallelJob, opts: ParallelOptions) {
   return await res.json() as Record<string, unknown>;
 }
 
+/** An evaluation's figures as the summary table's "after" column. */
+function evaluationFigures(e: Record<string, unknown>) {
+  const num = (v: unknown) => (typeof v === "number" ? v : undefined);
+  return {
+    acc: [undefined, num(e.clean_accuracy)] as [undefined, number | undefined],
+    asr: [undefined, num(e.attack_success_rate)] as [undefined, number | undefined],
+    rob: [undefined, num(e.robust_accuracy)] as [undefined, number | undefined],
+  };
+}
+
 if (import.meta.main) {
   const { values: a } = parseArgs({
     options: {
@@ -130,12 +155,14 @@ if (import.meta.main) {
       concurrency: { type: "string", default: "4" },
       token: { type: "string", default: Deno.env.get("API_TOKEN") },
       "max-rounds": { type: "string", default: "1000" },
+      "force-resume": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
     },
   });
   if (!a.jobs || (a.mode !== "purify" && a.mode !== "evaluate")) {
     console.error(
       "usage: deno task purify:parallel --server URL --jobs jobs.json [--concurrency 4] " +
-        "[--mode purify|evaluate] [--token T]",
+        "[--mode purify|evaluate] [--token T] [--force-resume] [--json]",
     );
     Deno.exit(2);
   }
@@ -150,19 +177,51 @@ if (import.meta.main) {
     out: j.out === undefined ? undefined : resolve(j.out),
   }));
   const t0 = performance.now();
+  let finished = 0;
+  Deno.addSignalListener("SIGINT", () => {
+    console.error(
+      `\ninterrupted after ${finished} of ${jobs.length} jobs; rerun the same command to resume`,
+    );
+    Deno.exit(130);
+  });
+  const elapsed = () => formatDuration((performance.now() - t0) / 1000);
   const results = await runParallel(jobs, {
     server: a.server!.replace(/\/$/, ""),
     mode: a.mode,
     concurrency: Number(a.concurrency),
     token: a.token,
     maxRounds: Number(a["max-rounds"]),
-    onDone: (r) => console.log(JSON.stringify(r)),
+    forceResume: a["force-resume"],
+    onRound: (name, round, progress) =>
+      console.error(
+        `${name}: round ${round}, ${(progress * 100).toFixed(0)}% | elapsed ${elapsed()}`,
+      ),
+    onDone: (r) => {
+      finished++;
+      if (a.json) console.log(JSON.stringify(r));
+      else {
+        console.error(
+          `[${finished}/${jobs.length}] ${r.name} ${r.ok ? "done" : "failed"} after ${
+            formatDuration(r.ms / 1000)
+          }`,
+        );
+      }
+    },
   });
   const failed = results.filter((r) => !r.ok).length;
-  console.log(JSON.stringify({
-    jobs: results.length,
-    failed,
-    wall_s: +((performance.now() - t0) / 1000).toFixed(1),
-  }));
+  const wall = +((performance.now() - t0) / 1000).toFixed(1);
+  if (a.json) console.log(JSON.stringify({ jobs: results.length, failed, wall_s: wall }));
+  else {
+    const rows = results.map((r) => ({
+      name: r.name,
+      rounds: r.rounds ?? 0,
+      done: r.ok,
+      ...(r.evaluation ? evaluationFigures(r.evaluation) : {}),
+      seconds: r.ms / 1000,
+      where: r.error?.split("\n")[0] ?? r.report ?? "",
+    }));
+    for (const line of summaryTable(rows)) console.log(line);
+    console.log(`${results.length} jobs, ${failed} failed, ${formatDuration(wall)}`);
+  }
   Deno.exit(failed ? 1 : 0);
 }

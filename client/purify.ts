@@ -17,6 +17,13 @@
  * images of non-target classes) with test_bd_y.npy (their backdoor targets), as the lab writes
  * them. `--robust JSON` adds robust accuracy to each evaluation (e.g. '{"max_images":500}' for
  * PGD-20 at 8/255 on the first 500 test images).
+ *
+ * Where it is: a progress bar that never goes backwards, with elapsed and estimated remaining
+ * time, ticking while a round runs; a summary table at the end (`--json` for one JSON line). Ctrl-C
+ * stops it with "interrupted after round N; rerun the same command to resume" (exit 130); the
+ * rerun continues from the last checkpoint. A rerun whose options (schedule, seed, params) differ
+ * from the checkpoint's is refused with the differences (exit 2); `--force-resume` continues
+ * anyway, `--no-resume` starts over.
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -31,7 +38,8 @@ import {
 } from "./bundle_files.ts";
 import { intArray, runDetection } from "./detection.ts";
 import { type EvalSet, evaluateModel, readEvalSet } from "./evaluate.ts";
-import { DEFAULT_RETRY, postWithRetry, type RetryOptions } from "./http.ts";
+import { optionDifferences, ResumeMismatchError, runOptions } from "./checkpoint_options.ts";
+import { DEFAULT_RETRY, postWithRetry, RequestFailedError, type RetryOptions } from "./http.ts";
 import { imageBatchFromNpy, imageDataUri } from "./image_png.ts";
 import {
   type DetectionSection,
@@ -42,6 +50,8 @@ import {
 } from "./report_data.ts";
 import { reportHtml, type ReportImages } from "./report_html.ts";
 import { runSamples } from "./samples.ts";
+import { Progress } from "./progress.ts";
+import { summaryTable } from "./summary_table.ts";
 
 export interface PurifyJob {
   server: string;
@@ -62,7 +72,14 @@ export interface PurifyJob {
   token?: string;
   maxRounds: number;
   resume: boolean;
+  /** Resume even when the checkpoint was made with other options (schedule, seed, params). */
+  forceResume?: boolean;
   quiet?: boolean;
+  /**
+   * Called with the last checkpointed round: once the run has started (0, or the round a resume
+   * starts after) and after each round's checkpoint is written. What a Ctrl-C handler reports.
+   */
+  onCheckpoint?: (round: number, progress: number) => void;
   retry?: Partial<RetryOptions>;
   /**
    * Detect poisoned images in the extra set with the infected model before purifying
@@ -104,6 +121,8 @@ interface Checkpoint {
   backend?: string;
   /** Wall seconds per phase so far. */
   timings?: Record<string, number>;
+  /** The run-defining params it was made with ({@link runOptions}); absent in older checkpoints. */
+  options?: Record<string, unknown>;
 }
 
 /** The server's readiness answer, for the report's backend and version; never fails a run. */
@@ -133,11 +152,6 @@ async function classNamesOf(job: PurifyJob): Promise<string[] | undefined> {
     }
   }
   return undefined;
-}
-
-function bar(progress: number, width = 30): string {
-  const n = Math.max(0, Math.min(width, Math.round(progress * width)));
-  return `[${"#".repeat(n)}${".".repeat(width - n)}] ${(progress * 100).toFixed(0).padStart(3)}%`;
 }
 
 async function evaluateRound(
@@ -177,6 +191,7 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
   let model: BundleOnDisk;
   let state: Uint8Array | undefined;
   let ck: Checkpoint = { round: 0, done: false, points: [], lastReport: {} };
+  let params = job.params;
   const resumed = job.resume && await Deno.stat(join(ckDir, "checkpoint.json")).then(
     () => true,
     () => false,
@@ -184,12 +199,26 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
   const ready = await readiness(job.server);
   if (resumed) {
     ck = JSON.parse(await Deno.readTextFile(join(ckDir, "checkpoint.json")));
+    const differences = ck.options ? optionDifferences(ck.options, runOptions(job.params)) : [];
+    if (differences.length && !job.forceResume) {
+      throw new ResumeMismatchError(job.out, ck.round, differences);
+    }
+    if (differences.length) {
+      // The state carries the run's schedule and seed, and the service refuses others: forcing
+      // continues the checkpoint's run with this command's per-round budgets.
+      say(`--force-resume: continuing the checkpoint's run; ignoring ${differences.join("; ")}`);
+      params = { ...params, ...ck.options };
+    }
     model = await readBundleDir(join(ckDir, "model"));
     state = await Deno.readFile(join(ckDir, "state.json"));
     say(`resuming after round ${ck.round} from ${ckDir}`);
   } else {
     model = infected;
+    ck.options = runOptions(job.params);
   }
+  const progress = new Progress();
+  progress.resumeAt(Number(ck.lastReport.progress ?? 0));
+  job.onCheckpoint?.(ck.round, progress.shown);
   const timings: Record<string, number> = ck.timings ?? {};
   const addTime = (k: string, seconds: number) => {
     timings[k] = Math.round(((timings[k] ?? 0) + seconds) * 10) / 10;
@@ -234,65 +263,73 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     );
   }
 
-  while (!ck.done && ck.round < job.maxRounds) {
-    const t0 = performance.now();
-    const res = await postWithRetry(`${job.server}/v1/purify/rounds`, () => {
-      const f = new FormData();
-      appendBundle(f, model);
-      f.append("images", new Blob([images as Uint8Array<ArrayBuffer>]), "images.npy");
-      f.append("labels", new Blob([labels as Uint8Array<ArrayBuffer>]), "labels.npy");
-      f.append("params", JSON.stringify(job.params));
-      if (state) f.append("state", new Blob([state as Uint8Array<ArrayBuffer>]), "state.json");
-      return f;
-    }, retry);
-    const form = await res.formData();
-    const report = JSON.parse(new TextDecoder().decode(await partBytes(form, "report")));
-    model = {
-      modelJson: await partBytes(form, "model"),
-      weights: await partFiles(form, "weights"),
-    };
-    state = await partBytes(form, "state");
-    const roundSeconds = (performance.now() - t0) / 1000;
-    addTime("rounds", roundSeconds);
-    ck.round++;
-    ck.done = Boolean(report.done);
-    ck.lastReport = report;
-    if (typeof report.backend === "string") ck.backend ??= report.backend;
-    const point: RoundPoint = {
-      round: ck.round,
-      stage: report.stage,
-      seconds: round1(roundSeconds),
-    };
-    if (job.evalDir) {
-      const t = performance.now();
-      Object.assign(point, await evaluateRound(job, model, evalSet!, retry));
-      const s = (performance.now() - t) / 1000;
-      point.eval_seconds = round1(s);
-      addTime("evaluate", s);
+  if (resumed && ck.done) say(`the checkpoint in ${ckDir} is already done; writing the report`);
+  try {
+    while (!ck.done && ck.round < job.maxRounds) {
+      const t0 = performance.now();
+      if (!job.quiet) progress.roundStarted(ck.round + 1);
+      const res = await postWithRetry(`${job.server}/v1/purify/rounds`, () => {
+        const f = new FormData();
+        appendBundle(f, model);
+        f.append("images", new Blob([images as Uint8Array<ArrayBuffer>]), "images.npy");
+        f.append("labels", new Blob([labels as Uint8Array<ArrayBuffer>]), "labels.npy");
+        f.append("params", JSON.stringify(params));
+        if (state) f.append("state", new Blob([state as Uint8Array<ArrayBuffer>]), "state.json");
+        return f;
+      }, retry);
+      const form = await res.formData();
+      const report = JSON.parse(new TextDecoder().decode(await partBytes(form, "report")));
+      model = {
+        modelJson: await partBytes(form, "model"),
+        weights: await partFiles(form, "weights"),
+      };
+      state = await partBytes(form, "state");
+      const roundSeconds = (performance.now() - t0) / 1000;
+      addTime("rounds", roundSeconds);
+      ck.round++;
+      ck.done = Boolean(report.done);
+      ck.lastReport = report;
+      if (typeof report.backend === "string") ck.backend ??= report.backend;
+      const point: RoundPoint = {
+        round: ck.round,
+        stage: report.stage,
+        seconds: round1(roundSeconds),
+      };
+      if (job.evalDir) {
+        const t = performance.now();
+        Object.assign(point, await evaluateRound(job, model, evalSet!, retry));
+        const s = (performance.now() - t) / 1000;
+        point.eval_seconds = round1(s);
+        addTime("evaluate", s);
+      }
+      ck.points.push(point);
+      ck.timings = timings;
+      // Model and state first, checkpoint.json last: a crash in between resumes from the old round.
+      await writeBundleDir(join(ckDir, "model"), model);
+      await writeAtomic(join(ckDir, "state.json"), state);
+      await writeAtomic(join(ckDir, "checkpoint.json"), JSON.stringify(ck));
+      // No await in between: whoever reports "interrupted after round N" names this checkpoint.
+      job.onCheckpoint?.(ck.round, progress.update(Number(report.progress ?? 0)));
+      await Deno.writeTextFile(join(job.out, "rounds.jsonl"), JSON.stringify(report) + "\n", {
+        append: true,
+      });
+      if (!job.quiet) {
+        const figs = job.evalDir
+          ? ` acc ${fmtPct(point.clean_accuracy)} asr ${fmtPct(point.attack_success_rate)} rob ${
+            fmtPct(point.robust_accuracy)
+          }`
+          : "";
+        progress.roundDone(
+          ck.round,
+          Number(report.progress ?? 0),
+          `stage ${report.stage ?? "?"}${figs} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+        );
+      }
     }
-    ck.points.push(point);
-    ck.timings = timings;
-    // Model and state first, checkpoint.json last: a crash in between resumes from the old round.
-    await writeBundleDir(join(ckDir, "model"), model);
-    await writeAtomic(join(ckDir, "state.json"), state);
-    await writeAtomic(join(ckDir, "checkpoint.json"), JSON.stringify(ck));
-    await Deno.writeTextFile(join(job.out, "rounds.jsonl"), JSON.stringify(report) + "\n", {
-      append: true,
-    });
-    if (!job.quiet) {
-      const figs = job.evalDir
-        ? ` acc ${fmtPct(point.clean_accuracy)} asr ${fmtPct(point.attack_success_rate)} rob ${
-          fmtPct(point.robust_accuracy)
-        }`
-        : "";
-      Deno.stderr.writeSync(new TextEncoder().encode(
-        `\r${bar(Number(report.progress ?? 0))} round ${ck.round} stage ${
-          report.stage ?? "?"
-        }${figs} (${((performance.now() - t0) / 1000).toFixed(1)} s)   `,
-      ));
-    }
+  } finally {
+    // A round that failed must not leave the ticker keeping the process alive.
+    if (!job.quiet) progress.stop();
   }
-  if (!job.quiet && ck.round > 0) console.error("");
   await writeBundleDir(join(job.out, "purified"), model);
   const flagged = ck.lastReport.flagged_indices ?? [];
   await writeAtomic(join(job.out, "flagged.json"), JSON.stringify(flagged));
@@ -425,13 +462,16 @@ if (import.meta.main) {
       token: { type: "string", default: Deno.env.get("API_TOKEN") },
       "max-rounds": { type: "string", default: "1000" },
       "no-resume": { type: "boolean", default: false },
+      "force-resume": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
     },
   });
   if (!a.model || !a.images || !a.labels || !a.out) {
     console.error(
       "usage: deno task purify --server URL --model DIR --images x.npy --labels y.npy --out DIR " +
         "[--schedule default|published|FILE.json] [--params JSON] [--eval DIR [--target N] " +
-        "[--robust JSON]] [--detect JSON [--is-poison FILE]] [--samples N] [--title TEXT]",
+        "[--robust JSON]] [--detect JSON [--is-poison FILE]] [--samples N] [--title TEXT] " +
+        "[--no-resume | --force-resume] [--json]",
     );
     Deno.exit(2);
   }
@@ -441,6 +481,13 @@ if (import.meta.main) {
       ? JSON.parse(await Deno.readTextFile(a.schedule))
       : a.schedule;
   }
+  // Ctrl-C: the last checkpoint is whole (checkpoint.json is written last), so say where it is.
+  let checkpointed = 0;
+  Deno.addSignalListener("SIGINT", () => {
+    console.error(`\ninterrupted after round ${checkpointed}; rerun the same command to resume`);
+    Deno.exit(130);
+  });
+  const t0 = performance.now();
   const out = await runPurification({
     server: a.server!.replace(/\/$/, ""),
     modelDir: a.model,
@@ -458,14 +505,42 @@ if (import.meta.main) {
     token: a.token,
     maxRounds: Number(a["max-rounds"]),
     resume: !a["no-resume"],
+    forceResume: a["force-resume"],
+    onCheckpoint: (round) => checkpointed = round,
+  }).catch((e) => {
+    if (e instanceof ResumeMismatchError) {
+      console.error(e.message);
+      Deno.exit(2);
+    }
+    if (e instanceof RequestFailedError) {
+      console.error(`\nstopped after round ${checkpointed}: ${e.message}`);
+      Deno.exit(1);
+    }
+    throw e;
   });
-  console.log(
-    JSON.stringify({
+  if (a.json) {
+    console.log(JSON.stringify({
       rounds: out.rounds,
       done: out.done,
       last: out.points.at(-1),
       out: out.outDir,
       report: out.reportPath,
-    }),
-  );
+    }));
+  } else {
+    const first = out.points[0];
+    const last = out.points.at(-1);
+    const before = first?.stage === "infected" ? first : undefined;
+    for (
+      const line of summaryTable([{
+        rounds: out.rounds,
+        done: out.done,
+        acc: [before?.clean_accuracy, last?.clean_accuracy],
+        asr: [before?.attack_success_rate, last?.attack_success_rate],
+        rob: [before?.robust_accuracy, last?.robust_accuracy],
+        seconds: (performance.now() - t0) / 1000,
+        where: out.reportPath ?? out.outDir,
+      }])
+    ) console.log(line);
+  }
+  Deno.exit(0);
 }
