@@ -9,6 +9,10 @@
  * reading the request; once a POST body has been read, a client that hangs up is noticed when the
  * response is written. Abandoned work then runs to its end or to this budget, whichever is first,
  * so keep REQUEST_TIMEOUT_MS no longer than the gateway's read timeout.
+ *
+ * `request.signal` here means "the client went away", which is Deno's non-legacy behaviour:
+ * deno.json opts in (`"unstable": ["no-legacy-abort"]`). Under the legacy default the signal also
+ * fires after every successful response and Deno warns once per process when it is first read.
  */
 import type { MiddlewareHandler } from "hono";
 import { ClientClosedRequestError, TimeBudgetExceededError } from "../errors.ts";
