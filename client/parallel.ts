@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { appendBundle, readBundleDir } from "./bundle_files.ts";
 import { DEFAULT_RETRY, postWithRetry, type RetryOptions } from "./http.ts";
+import { onInterrupt } from "./interrupt.ts";
 import { formatDuration } from "./progress.ts";
 import { type PurifyOutcome, runPurification } from "./purify.ts";
 import { summaryTable } from "./summary_table.ts";
@@ -178,7 +179,7 @@ if (import.meta.main) {
   }));
   const t0 = performance.now();
   let finished = 0;
-  Deno.addSignalListener("SIGINT", () => {
+  onInterrupt(() => {
     console.error(
       `\ninterrupted after ${finished} of ${jobs.length} jobs; rerun the same command to resume`,
     );

@@ -40,6 +40,7 @@ import { intArray, runDetection } from "./detection.ts";
 import { type EvalSet, evaluateModel, readEvalSet } from "./evaluate.ts";
 import { optionDifferences, ResumeMismatchError, runOptions } from "./checkpoint_options.ts";
 import { DEFAULT_RETRY, postWithRetry, RequestFailedError, type RetryOptions } from "./http.ts";
+import { onInterrupt, whileCheckpointing } from "./interrupt.ts";
 import { imageBatchFromNpy, imageDataUri } from "./image_png.ts";
 import {
   type DetectionSection,
@@ -304,14 +305,18 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
       }
       ck.points.push(point);
       ck.timings = timings;
-      // Model and state first, checkpoint.json last: a crash in between resumes from the old round.
-      await writeBundleDir(join(ckDir, "model"), model);
-      await writeAtomic(join(ckDir, "state.json"), state);
-      await writeAtomic(join(ckDir, "checkpoint.json"), JSON.stringify(ck));
-      // No await in between: whoever reports "interrupted after round N" names this checkpoint.
-      job.onCheckpoint?.(ck.round, progress.update(Number(report.progress ?? 0)));
-      await Deno.writeTextFile(join(job.out, "rounds.jsonl"), JSON.stringify(report) + "\n", {
-        append: true,
+      // Model and state first, checkpoint.json last, with Ctrl-C held off until all are written
+      // (a crash in between still resumes from the old round's checkpoint.json).
+      const [m, st] = [model, state];
+      await whileCheckpointing(async () => {
+        await writeBundleDir(join(ckDir, "model"), m);
+        await writeAtomic(join(ckDir, "state.json"), st);
+        await writeAtomic(join(ckDir, "checkpoint.json"), JSON.stringify(ck));
+        await Deno.writeTextFile(join(job.out, "rounds.jsonl"), JSON.stringify(report) + "\n", {
+          append: true,
+        });
+        // What "interrupted after round N" names: this checkpoint, now whole.
+        job.onCheckpoint?.(ck.round, progress.update(Number(report.progress ?? 0)));
       });
       if (!job.quiet) {
         const figs = job.evalDir
@@ -483,7 +488,7 @@ if (import.meta.main) {
   }
   // Ctrl-C: the last checkpoint is whole (checkpoint.json is written last), so say where it is.
   let checkpointed = 0;
-  Deno.addSignalListener("SIGINT", () => {
+  onInterrupt(() => {
     console.error(`\ninterrupted after round ${checkpointed}; rerun the same command to resume`);
     Deno.exit(130);
   });
