@@ -28,6 +28,7 @@ import type { EvidenceArrays, PurifyState } from "./state.ts";
 import { stampSize } from "./state.ts";
 import { decideSuspects, labelExcess, median, type SuspectDecision } from "./target_evidence.ts";
 import {
+  applyMask,
   budgetedLogits,
   disposeTriggerVars,
   initialTriggerArrays,
@@ -494,6 +495,6 @@ export function stampEach(
     const m = tf.gather(tf.stack(stamps.map((s) => s.mask)), which) as tf.Tensor4D;
     const p = tf.gather(tf.stack(stamps.map((s) => s.pattern)), which) as tf.Tensor4D;
     const d = tf.gather(tf.stack(stamps.map((s) => s.delta)), which) as tf.Tensor4D;
-    return addPerturbation(tf.add(tf.mul(x, tf.sub(1, m)), tf.mul(m, p)) as tf.Tensor4D, d);
+    return addPerturbation(applyMask(x, m, p), d);
   });
 }

@@ -90,15 +90,18 @@ export function disposeTriggerVars(v: TriggerVars | undefined): void {
   if (v) tf.dispose([v.maskLogits, v.patternLogits, v.maskM, v.maskV, v.patternM, v.patternV]);
 }
 
-/** `(1 − m)·x + m·p` for a batch `[N, H, W, C]` in [0,1]. Pure tensor code (call inside tidy). */
+/** `(1 − m)·x + m·p` for a batch `[N, H, W, C]` and mask/pattern values (call inside tidy). */
+export function applyMask(x: tf.Tensor4D, m: tf.Tensor, p: tf.Tensor): tf.Tensor4D {
+  return tf.add(tf.mul(x, tf.sub(1, m)), tf.mul(m, p)) as tf.Tensor4D;
+}
+
+/** {@link applyMask} from mask and pattern logits. Pure tensor code (call inside tidy). */
 export function stamp(
   x: tf.Tensor4D,
   maskLogits: tf.Tensor,
   patternLogits: tf.Tensor,
 ): tf.Tensor4D {
-  const m = tf.sigmoid(maskLogits);
-  const p = tf.sigmoid(patternLogits);
-  return tf.add(tf.mul(x, tf.sub(1, m)), tf.mul(m, p)) as tf.Tensor4D;
+  return applyMask(x, tf.sigmoid(maskLogits), tf.sigmoid(patternLogits));
 }
 
 /**
@@ -149,7 +152,7 @@ export async function reconstructionStep(
     const { value, grads } = tf.variableGrads(() => {
       const m = budget > 0 ? budgetMask(v.maskLogits, budget) : tf.sigmoid(v.maskLogits);
       const p = tf.sigmoid(v.patternLogits);
-      const xs = tf.add(tf.mul(x, tf.sub(1, m)), tf.mul(m, p)) as tf.Tensor4D;
+      const xs = applyMask(x, m, p);
       const logits = clf.logits(xs, false);
       const same = tf.cast(tf.equal(tf.argMax(logits, 1), t), "float32");
       hit = tf.keep(tf.mean(untargeted ? tf.sub(1, same) : same));
