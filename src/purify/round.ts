@@ -42,7 +42,7 @@ import {
   runEvidenceUnit,
   stampEach,
 } from "./evidence_phase.ts";
-import { labelExcess } from "./target_evidence.ts";
+import { median } from "./target_evidence.ts";
 import {
   initialMembership,
   reselect,
@@ -339,9 +339,10 @@ class Engine {
     const s = this.st.suspect;
     const flagged = this.#flagged();
     if (!s || s.all_to_all || s.classes.length === 0) return flagged;
-    const { excess } = labelExcess(this.labels, this.#k);
+    // The counts the suspects were chosen from travel in the state: no pass over the labels.
+    const med = Math.max(median(s.counts), 1);
     const min = this.#schedule.suspect.min_excess;
-    const keep = (c: number) => !(s.classes.includes(c) && excess[c] < min);
+    const keep = (c: number) => !(s.classes.includes(c) && (s.counts[c] - med) / med < min);
     return flagged.filter((i) => keep(this.labels[i]));
   }
 
@@ -827,17 +828,23 @@ class Engine {
     }
   }
 
-  /** The evidence phase's stamp data of `kind` towards `target`, if the state keeps one. */
-  #stampData(kind: "patch" | "additive", target: number | null): Float32Array | undefined {
-    const st = this.st.stamps;
-    if (!st || !this.a.stamps) return undefined;
+  /** The evidence phase's stamps as kept in the state, each with its slice of the data. */
+  *#stampEntries(): Generator<
+    { kind: "patch" | "additive"; target: number | null; d: Float32Array }
+  > {
+    if (!this.st.stamps || !this.a.stamps) return;
     const { height: h, width: w, channels: c } = this.st.dataset;
     let off = 0;
-    for (const s of st.kinds) {
+    for (const s of this.st.stamps.kinds) {
       const size = stampSize(s.kind, h, w, c);
-      if (s.kind === kind && s.target === target) return this.a.stamps.subarray(off, off + size);
+      yield { ...s, d: this.a.stamps.subarray(off, off + size) };
       off += size;
     }
+  }
+
+  /** The evidence phase's stamp data of `kind` towards `target`, if the state keeps one. */
+  #stampData(kind: "patch" | "additive", target: number | null): Float32Array | undefined {
+    for (const s of this.#stampEntries()) if (s.kind === kind && s.target === target) return s.d;
     return undefined;
   }
 
@@ -851,11 +858,7 @@ class Engine {
     if (this.#stampTensors === undefined) {
       const out: { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] = [];
       const refined = this.st.trigger?.target ?? null;
-      let off = 0;
-      for (const s of this.st.stamps?.kinds ?? []) {
-        const size = stampSize(s.kind, h, w, c);
-        const d = this.a.stamps!.subarray(off, off + size);
-        off += size;
+      for (const { d, ...s } of this.#stampEntries()) {
         if (s.kind === "patch" && this.#trigger && s.target === refined) continue;
         out.push(tf.tidy(() =>
           s.kind === "patch"
