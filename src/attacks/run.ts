@@ -8,12 +8,22 @@ import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } fro
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import { checkLabels } from "../metrics/check.ts";
 import type { Classifier } from "../model/classifier.ts";
+import { checkMasking, type MaskingCheck } from "../metrics/gradient_masking.ts";
 import { apgd } from "./apgd.ts";
+import {
+  autoAttack,
+  type AutoAttackResult,
+  BLACK_BOX,
+  type Member,
+  MEMBERS,
+} from "./autoattack.ts";
+import { minClasses } from "./losses.ts";
 import { fgsm } from "./fgsm.ts";
 import { mifgsm } from "./mifgsm.ts";
 import { type AttackParams, estimateCost } from "./options.ts";
 import { pgd } from "./pgd.ts";
 import { deriveSeed } from "./random_start.ts";
+import { square } from "./square.ts";
 import type { AttackResult, AttackTarget } from "./types.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 
@@ -37,6 +47,32 @@ export interface ImageReport {
   linf: number;
   /** `‖adv − x‖₂` over the image. */
   l2: number;
+  /** The ensemble only: the member that broke the image first, `"clean"` if it was never right. */
+  broken_by?: Member | "clean" | null;
+}
+
+/** One ensemble member's figures over the whole request. */
+export interface MemberReport {
+  member: Member;
+  /** Whether it reads only scores (Square) or gradients. */
+  black_box: boolean;
+  /** Images it ran on: those every earlier member left correct. */
+  attacked: number;
+  /** Images it broke first. */
+  broken: number;
+  /** Share of all images still correct after this member (and every earlier one). */
+  robust_accuracy: number;
+  /** Gradient evaluations (APGD members) or forward passes (Square). */
+  queries: number;
+  time_ms: number;
+}
+
+/** The ensemble's report: robust accuracy after each member, the worst case and the masking check. */
+export interface EnsembleReport {
+  members: MemberReport[];
+  /** Share of images no member broke: the worst case per image. */
+  worst_case_robust_accuracy: number;
+  gradient_masking: MaskingCheck;
 }
 
 export interface AttackReport {
@@ -52,6 +88,8 @@ export interface AttackReport {
   queries: number;
   time_ms: number;
   images: ImageReport[];
+  /** `autoattack` only. */
+  ensemble?: EnsembleReport;
 }
 
 export interface RunAttackResult {
@@ -90,6 +128,8 @@ export async function runAttack(
   const cleanPred = new Int32Array(n);
   const advPred = new Int32Array(n);
   const success: boolean[] = [];
+  const brokenBy: ImageReport["broken_by"][] = [];
+  const members = new Map<Member, MemberReport>();
   let queries = 0;
 
   for (let start = 0, b = 0; start < n; start += params.batch_size, b++) {
@@ -124,6 +164,25 @@ export async function runAttack(
       advPred.set(res.predictions, start);
       success.push(...res.success);
       queries += res.queries;
+      if ("brokenBy" in res) {
+        brokenBy.push(...res.brokenBy);
+        for (const o of res.members) {
+          const m = members.get(o.member) ?? {
+            member: o.member,
+            black_box: BLACK_BOX[o.member],
+            attacked: 0,
+            broken: 0,
+            robust_accuracy: 0,
+            queries: 0,
+            time_ms: 0,
+          };
+          m.attacked += o.attacked;
+          m.broken += o.broken;
+          m.queries += o.queries;
+          m.time_ms += o.time_ms;
+          members.set(o.member, m);
+        }
+      }
     } finally {
       tf.dispose([x, y]);
     }
@@ -161,13 +220,43 @@ export async function runAttack(
       success: success[i],
       linf,
       l2: Math.sqrt(sq),
+      ...(brokenBy.length ? { broken_by: brokenBy[i] } : {}),
     });
   }
+  if (members.size) report.ensemble = ensembleReport([...members.values()], clean, n);
   report.success_rate = ok / n;
   report.clean_accuracy = clean / n;
   report.robust_accuracy = robust / n;
   report.time_ms = Math.round(performance.now() - t0);
   return { adversarial, shape: [n, h, w, c], report };
+}
+
+/**
+ * Robust accuracy after each member (cumulative: correct clean images minus those broken so far)
+ * and the masking check: images only the black-box member broke.
+ */
+function ensembleReport(members: MemberReport[], clean: number, n: number): EnsembleReport {
+  let robust = clean, whiteBox: number | null = null, blackOnly: number | null = null;
+  for (const m of members) {
+    robust -= m.broken;
+    m.robust_accuracy = robust / n;
+    if (m.black_box) blackOnly = (blackOnly ?? 0) + m.broken;
+    else whiteBox = robust;
+  }
+  const ranWhite = members.some((m) => !m.black_box);
+  return {
+    members,
+    worst_case_robust_accuracy: robust / n,
+    gradient_masking: checkMasking({
+      n,
+      white_box_robust_accuracy: ranWhite ? (whiteBox ?? clean) / n : null,
+      worst_case_robust_accuracy: robust / n,
+      black_box_only: ranWhite ? blackOnly : null,
+      black_box_only_share: ranWhite && blackOnly !== null ? blackOnly / n : null,
+      steps_sweep: null,
+      eps_sweep: null,
+    }),
+  };
 }
 
 /** The cross-field rules; returns the targets as one class or an int32 array per image. */
@@ -193,9 +282,24 @@ function validate(
   );
   const k = clf.numClasses;
   checkLabels(images, labels, k);
-  const targets = params.target === undefined || typeof params.target === "number"
-    ? params.target
-    : Int32Array.from(params.target);
+  const target = "target" in params ? params.target : undefined;
+  const need = params.attack === "autoattack"
+    ? ((params.members ?? MEMBERS).includes("apgd-t") ? 4 : 2)
+    : params.attack === "square"
+    ? 2
+    : minClasses(params.loss, target !== undefined);
+  ensure(
+    k >= need,
+    () =>
+      new UnprocessableError(
+        `${params.attack}${"loss" in params ? ` with loss ${params.loss}` : ""} needs a model ` +
+          `with at least ${need} classes; this one has ${k}` +
+          (params.attack === "autoattack" ? ' (leave "apgd-t" out of members)' : ""),
+      ),
+  );
+  const targets = target === undefined || typeof target === "number"
+    ? target
+    : Int32Array.from(target);
   if (targets !== undefined) {
     ensure(
       typeof targets === "number" || targets.length === n,
@@ -237,7 +341,29 @@ function dispatch(
   target: AttackTarget | undefined,
   seed: number,
   signal: AbortSignal | undefined,
-): Promise<AttackResult> {
+): Promise<AttackResult | AutoAttackResult> {
+  switch (p.attack) {
+    case "square":
+      return square(clf, x, y, {
+        eps: p.eps,
+        norm: p.norm,
+        queries: p.queries,
+        pInit: p.p_init,
+        restarts: p.restarts,
+        target,
+        seed,
+        signal,
+      });
+    case "autoattack":
+      return autoAttack(clf, x, y, {
+        eps: p.eps,
+        norm: p.norm,
+        version: p.version,
+        members: p.members,
+        seed,
+        signal,
+      });
+  }
   const shared = { eps: p.eps, loss: p.loss, target, signal };
   switch (p.attack) {
     case "fgsm":
