@@ -8,15 +8,14 @@ import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } fro
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import { checkLabels } from "../metrics/check.ts";
 import type { Classifier } from "../model/classifier.ts";
-import { checkMasking, type MaskingCheck } from "../metrics/gradient_masking.ts";
 import { apgd } from "./apgd.ts";
+import { autoAttack, type AutoAttackResult, type Member, MEMBERS } from "./autoattack.ts";
 import {
-  autoAttack,
-  type AutoAttackResult,
-  BLACK_BOX,
-  type Member,
-  MEMBERS,
-} from "./autoattack.ts";
+  addOutcomes,
+  type EnsembleReport,
+  ensembleReport,
+  type MemberReport,
+} from "./ensemble_report.ts";
 import { minClasses } from "./losses.ts";
 import { fgsm } from "./fgsm.ts";
 import { mifgsm } from "./mifgsm.ts";
@@ -49,30 +48,6 @@ export interface ImageReport {
   l2: number;
   /** The ensemble only: the member that broke the image first, `"clean"` if it was never right. */
   broken_by?: Member | "clean" | null;
-}
-
-/** One ensemble member's figures over the whole request. */
-export interface MemberReport {
-  member: Member;
-  /** Whether it reads only scores (Square) or gradients. */
-  black_box: boolean;
-  /** Images it ran on: those every earlier member left correct. */
-  attacked: number;
-  /** Images it broke first. */
-  broken: number;
-  /** Share of all images still correct after this member (and every earlier one). */
-  robust_accuracy: number;
-  /** Gradient evaluations (APGD members) or forward passes (Square). */
-  queries: number;
-  time_ms: number;
-}
-
-/** The ensemble's report: robust accuracy after each member, the worst case and the masking check. */
-export interface EnsembleReport {
-  members: MemberReport[];
-  /** Share of images no member broke: the worst case per image. */
-  worst_case_robust_accuracy: number;
-  gradient_masking: MaskingCheck;
 }
 
 export interface AttackReport {
@@ -166,22 +141,7 @@ export async function runAttack(
       queries += res.queries;
       if ("brokenBy" in res) {
         brokenBy.push(...res.brokenBy);
-        for (const o of res.members) {
-          const m = members.get(o.member) ?? {
-            member: o.member,
-            black_box: BLACK_BOX[o.member],
-            attacked: 0,
-            broken: 0,
-            robust_accuracy: 0,
-            queries: 0,
-            time_ms: 0,
-          };
-          m.attacked += o.attacked;
-          m.broken += o.broken;
-          m.queries += o.queries;
-          m.time_ms += o.time_ms;
-          members.set(o.member, m);
-        }
+        addOutcomes(members, res.members);
       }
     } finally {
       tf.dispose([x, y]);
@@ -229,34 +189,6 @@ export async function runAttack(
   report.robust_accuracy = robust / n;
   report.time_ms = Math.round(performance.now() - t0);
   return { adversarial, shape: [n, h, w, c], report };
-}
-
-/**
- * Robust accuracy after each member (cumulative: correct clean images minus those broken so far)
- * and the masking check: images only the black-box member broke.
- */
-function ensembleReport(members: MemberReport[], clean: number, n: number): EnsembleReport {
-  let robust = clean, whiteBox: number | null = null, blackOnly: number | null = null;
-  for (const m of members) {
-    robust -= m.broken;
-    m.robust_accuracy = robust / n;
-    if (m.black_box) blackOnly = (blackOnly ?? 0) + m.broken;
-    else whiteBox = robust;
-  }
-  const ranWhite = members.some((m) => !m.black_box);
-  return {
-    members,
-    worst_case_robust_accuracy: robust / n,
-    gradient_masking: checkMasking({
-      n,
-      white_box_robust_accuracy: ranWhite ? (whiteBox ?? clean) / n : null,
-      worst_case_robust_accuracy: robust / n,
-      black_box_only: ranWhite ? blackOnly : null,
-      black_box_only_share: ranWhite && blackOnly !== null ? blackOnly / n : null,
-      steps_sweep: null,
-      eps_sweep: null,
-    }),
-  };
 }
 
 /** The cross-field rules; returns the targets as one class or an int32 array per image. */

@@ -740,7 +740,7 @@ class Engine {
       asr: roundOrNull(r.backdoor?.asr ?? null),
       robust_accuracy: roundOrNull(r.robust?.robust_accuracy ?? null),
       per_class_accuracy: r.clean.per_class.map((f) => roundOrNull(f.value)),
-      ms: Math.round(r.ms),
+      ms: r.time_ms,
     });
     this.#evalMs += performance.now() - t0;
   }
