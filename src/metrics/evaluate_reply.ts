@@ -55,7 +55,11 @@ export const MaskingCheckSchema = z.object({
     steps_sweep: z.array(SweepPointSchema).nullable(),
     eps_sweep: z.array(SweepPointSchema).nullable(),
   }),
-  thresholds: z.object({ black_box_share: share, sweep_tolerance: share }),
+  thresholds: z.object({
+    black_box_share: share,
+    black_box_min: z.int().min(0),
+    sweep_tolerance: share,
+  }),
 }).describe("the gradient-masking check");
 
 const MemberSchema = z.object({
