@@ -72,6 +72,33 @@ Deno.test("POST /v1/attacks answers bad inputs with clear 4xx errors and leaks n
     ["no params", fixtureForm({ labels: true }), 400],
     ["l2 FGSM", fixtureForm({ labels: true, params: { attack: "fgsm", norm: "l2" } }), 400],
     ["unknown option", fixtureForm({ labels: true, params: { attack: "pgd", stpes: 3 } }), 400],
+    [
+      "unknown ensemble version",
+      fixtureForm({ labels: true, params: { attack: "autoattack", version: "rand" } }),
+      400,
+    ],
+    [
+      "a loss on the ensemble",
+      fixtureForm({ labels: true, params: { attack: "autoattack", loss: "dlr" } }),
+      400,
+    ],
+    [
+      "0 Square queries",
+      fixtureForm({ labels: true, params: { attack: "square", queries: 0 } }),
+      400,
+    ],
+    [
+      "ensemble over MAX_ATTACK_COST",
+      fixtureForm({ labels: true, params: { attack: "autoattack", version: "fast" } }),
+      422,
+      "cost_exceeded",
+    ],
+    [
+      "Square's queries over MAX_ATTACK_COST",
+      fixtureForm({ labels: true, params: { attack: "square", queries: 100 } }),
+      422,
+      "cost_exceeded",
+    ],
     ["no labels", fixtureForm({ params: { attack: "fgsm" } }), 400, "missing_part"],
     [
       "cost over MAX_ATTACK_COST",
@@ -106,4 +133,30 @@ Deno.test("POST /v1/attacks answers bad inputs with clear 4xx errors and leaks n
     if (code) assert.equal(got, code, what);
     assert.equal(engineTensors(app), before, `leak on ${what}`);
   }
+});
+
+Deno.test("POST /v1/attacks runs the ensemble and reports who broke each image", async () => {
+  const app = await testApp();
+  const before = engineTensors(app);
+  const res = await app.request("/v1/attacks?format=json", {
+    method: "POST",
+    body: fixtureForm({
+      labels: true,
+      params: { attack: "autoattack", version: "fast", eps: 0.04, seed: 1 },
+    }),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  const report = await res.json();
+  const ens = report.ensemble;
+  assert.deepEqual(ens.members.map((m: { member: string }) => m.member), [
+    "apgd-ce",
+    "apgd-t",
+    "square",
+  ]);
+  assert.equal(report.robust_accuracy, ens.worst_case_robust_accuracy);
+  const broken = report.images.filter((i: { broken_by: string | null }) => i.broken_by !== null);
+  assert.equal(broken.length, Math.round(report.success_rate * 64));
+  for (const im of report.images) assert.ok(im.linf <= 0.04 + 1e-7);
+  assert.equal(typeof ens.gradient_masking.gradient_masking_suspected, "boolean");
+  assert.equal(engineTensors(app), before);
 });

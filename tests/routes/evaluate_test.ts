@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { blobOf, engineTensors, errorCode, testApp } from "../_helpers.ts";
+import {
+  blobOf,
+  engineTensors,
+  errorCode,
+  fixtureBytes,
+  fixtureForm,
+  testApp,
+} from "../_helpers.ts";
+import { scaledLastLayer } from "../attacks/_fixtures.ts";
+import { EvaluateReplySchema } from "../../src/metrics/evaluate_reply.ts";
 import { encodeNpy } from "../../src/io/npy.ts";
 import { accuracy } from "../../src/metrics/accuracy.ts";
 import { attackSuccessRate, triggerSuccessRate } from "../../src/metrics/attack_success_rate.ts";
@@ -134,6 +143,30 @@ Deno.test("POST /v1/evaluate answers bad inputs with clear 4xx errors", async ()
     ["attack eps above 1", await evalForm({ attack: { eps: 2 } }), 400, "invalid_params"],
     ["attack steps 0", await evalForm({ attack: { steps: 0 } }), 400, "invalid_params"],
     [
+      "unknown ensemble version",
+      await evalForm({ attack: { attack: "autoattack", version: "slow" } }),
+      400,
+      "invalid_params",
+    ],
+    [
+      "unknown ensemble member",
+      await evalForm({ attack: { attack: "autoattack", members: ["fab-t"] } }),
+      400,
+      "invalid_params",
+    ],
+    [
+      "PGD steps on the ensemble",
+      await evalForm({ attack: { attack: "autoattack", steps: 20 } }),
+      400,
+      "invalid_params",
+    ],
+    [
+      "ensemble over budget",
+      await evalForm({ attack: { attack: "autoattack", version: "fast", max_images: 1 } }),
+      422,
+      "cost_exceeded",
+    ],
+    [
       "robust accuracy over budget",
       await evalForm({ attack: { steps: 20 } }),
       422,
@@ -197,4 +230,68 @@ Deno.test("POST /v1/evaluate answers bad inputs with clear 4xx errors", async ()
     if (code) assert.equal(got, code, what);
   }
   assert.equal(engineTensors(app), before, "no tensor left behind by refused requests");
+});
+
+/** The tiny fixture's form for /v1/evaluate, its weights scaled by `scale` in the last layer. */
+function tinyEvalForm(params: unknown, scale?: number): FormData {
+  const f = fixtureForm({ labels: true, params });
+  if (scale !== undefined) {
+    const w = scaledLastLayer(fixtureBytes("model.json"), fixtureBytes("weights.bin"), scale);
+    f.set("weights", blobOf(w), "weights.bin");
+  }
+  return f;
+}
+
+Deno.test("POST /v1/evaluate runs the ensemble: robust accuracy after each member and the worst case", async () => {
+  const app = await testApp();
+  const before = engineTensors(app);
+  const attack = { attack: "autoattack", version: "fast", eps: 0.04, max_images: 16 };
+  const res = await app.request("/v1/evaluate", {
+    method: "POST",
+    body: tinyEvalForm({ attack }),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  const body = EvaluateReplySchema.parse(await res.json());
+  assert.equal(typeof body.time_ms, "number");
+  assert.equal("ms" in body, false, "the duration is time_ms, as on every other endpoint");
+  const r = body.robust!;
+  assert.equal(r.total, 16);
+  assert.deepEqual(r.members!.map((m) => m.member), ["apgd-ce", "apgd-t", "square"]);
+  for (const m of r.members!) assert.ok(r.worst_case_robust_accuracy! <= m.robust_accuracy);
+  assert.equal(body.robust_accuracy, r.worst_case_robust_accuracy);
+  assert.equal(body.worst_case_robust_accuracy, r.worst_case_robust_accuracy);
+  assert.ok(body.robust_accuracy! < body.clean_accuracy!);
+  assert.equal(body.gradient_masking_suspected, false);
+  assert.deepEqual(r.attack, {
+    name: "autoattack",
+    norm: "linf",
+    eps: 0.04,
+    version: "fast",
+    members: ["apgd-ce", "apgd-t", "square"],
+  });
+  assert.equal(engineTensors(app), before);
+});
+
+Deno.test("POST /v1/evaluate warns of gradient masking on a model whose logits are scaled by 1e4", async () => {
+  const app = await testApp();
+  const attack = { eps: 0.1, max_images: 32 };
+  const ask = async (scale?: number) => {
+    const res = await app.request("/v1/evaluate", {
+      method: "POST",
+      body: tinyEvalForm({ attack }, scale),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    return EvaluateReplySchema.parse(await res.json());
+  };
+  const plain = await ask();
+  const masked = await ask(1e4);
+  // Same predictions, so the same clean accuracy; PGD-20 (CE) is blind on the masked model.
+  assert.equal(masked.clean_accuracy, plain.clean_accuracy);
+  assert.ok(masked.robust_accuracy! > plain.robust_accuracy! + 0.5, "PGD fooled by masking");
+  assert.equal(plain.gradient_masking_suspected, false);
+  assert.equal(masked.gradient_masking_suspected, true);
+  const check = masked.robust!.gradient_masking;
+  assert.ok(check.figures.black_box_only! > 8, JSON.stringify(check.figures));
+  assert.ok(masked.worst_case_robust_accuracy! < masked.robust_accuracy! - 0.25);
+  assert.match(check.reasons.join(" "), /black-box attack broke/);
 });
