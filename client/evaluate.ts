@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { appendBundle, type BundleOnDisk } from "./bundle_files.ts";
 import { postWithRetry, type RetryOptions } from "./http.ts";
+import type { RoundPoint } from "./report_data.ts";
 
 export interface EvalSet {
   testX: Uint8Array;
@@ -57,4 +58,55 @@ export async function evaluateModel(
     return f;
   }, retry);
   return await res.json();
+}
+
+/** `eps` as a fraction of 255 where it is one (8/255), else to 4 significant digits. */
+export function fmtEps(eps: unknown): string {
+  if (typeof eps !== "number" || !Number.isFinite(eps)) return "—";
+  const k = Math.round(eps * 255);
+  return k > 0 && Math.abs(eps * 255 - k) < 1e-6 ? `${k}/255` : String(Number(eps.toPrecision(4)));
+}
+
+/** The robust report's attack in words: "PGD-20 L-inf 8/255" or "autoattack fast L-inf 8/255". */
+export function describeRobustAttack(attack: unknown): string | undefined {
+  if (typeof attack !== "object" || attack === null) return undefined;
+  const a = attack as Record<string, unknown>;
+  const norm = a.norm === "l2" ? "L2" : "L-inf";
+  if (a.name === "pgd") {
+    const restarts = typeof a.restarts === "number" && a.restarts > 1 ? ` ×${a.restarts}` : "";
+    return `PGD-${a.steps}${restarts} ${norm} ${fmtEps(a.eps)}`;
+  }
+  if (a.name === "autoattack") return `autoattack ${a.version} ${norm} ${fmtEps(a.eps)}`;
+  return undefined;
+}
+
+const num = (v: unknown) => (typeof v === "number" ? v : undefined);
+
+/**
+ * The figures a round's report keeps from `/v1/evaluate`'s reply: clean accuracy, ASR, robust
+ * accuracy, and with robust accuracy its worst case, per-member figures (the ensemble), the
+ * masking flag and the attack in words.
+ */
+export function roundFigures(r: Record<string, unknown>): Omit<RoundPoint, "round"> {
+  const robust = r.robust as Record<string, unknown> | undefined;
+  const members = Array.isArray(robust?.members)
+    ? (robust.members as Record<string, unknown>[]).map((m) => ({
+      member: String(m.member),
+      robust_accuracy: Number(m.robust_accuracy),
+    }))
+    : undefined;
+  const point: Omit<RoundPoint, "round"> = {
+    clean_accuracy: num(r.clean_accuracy),
+    attack_success_rate: num(r.attack_success_rate),
+    robust_accuracy: num(r.robust_accuracy),
+  };
+  if (robust) {
+    point.worst_case_robust_accuracy = num(r.worst_case_robust_accuracy);
+    if (members) point.robust_members = members;
+    if (typeof r.gradient_masking_suspected === "boolean") {
+      point.gradient_masking_suspected = r.gradient_masking_suspected;
+    }
+    point.robust_attack = describeRobustAttack(robust.attack);
+  }
+  return point;
 }

@@ -37,7 +37,7 @@ import {
   writeBundleDir,
 } from "./bundle_files.ts";
 import { intArray, runDetection } from "./detection.ts";
-import { type EvalSet, evaluateModel, readEvalSet } from "./evaluate.ts";
+import { type EvalSet, evaluateModel, readEvalSet, roundFigures } from "./evaluate.ts";
 import { optionDifferences, ResumeMismatchError, runOptions } from "./checkpoint_options.ts";
 import { DEFAULT_RETRY, postWithRetry, RequestFailedError, type RetryOptions } from "./http.ts";
 import { onInterrupt, whileCheckpointing } from "./interrupt.ts";
@@ -161,12 +161,7 @@ async function evaluateRound(
   set: EvalSet,
   retry: RetryOptions,
 ): Promise<Omit<RoundPoint, "round">> {
-  const r = await evaluateModel(job.server, model, set, job, retry);
-  return {
-    clean_accuracy: r.clean_accuracy as number,
-    attack_success_rate: (r.attack_success_rate ?? undefined) as number | undefined,
-    robust_accuracy: (r.robust_accuracy ?? undefined) as number | undefined,
-  };
+  return roundFigures(await evaluateModel(job.server, model, set, job, retry));
 }
 
 /** Runs (or resumes) a whole purification; returns when the schedule is done or rounds run out. */
@@ -542,6 +537,7 @@ if (import.meta.main) {
         acc: [before?.clean_accuracy, last?.clean_accuracy],
         asr: [before?.attack_success_rate, last?.attack_success_rate],
         rob: [before?.robust_accuracy, last?.robust_accuracy],
+        worst: [before?.worst_case_robust_accuracy, last?.worst_case_robust_accuracy],
         seconds: (performance.now() - t0) / 1000,
         where: out.reportPath ?? out.outDir,
       }])

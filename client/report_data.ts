@@ -10,6 +10,17 @@ export interface RoundPoint {
   clean_accuracy?: number;
   attack_success_rate?: number;
   robust_accuracy?: number;
+  /**
+   * The lowest robust accuracy the evaluation measured: the ensemble's worst case per image, or
+   * PGD's figure after its Square check. Purification is judged on it.
+   */
+  worst_case_robust_accuracy?: number;
+  /** The ensemble only: robust accuracy after each member, in the order they ran. */
+  robust_members?: { member: string; robust_accuracy: number }[];
+  /** The evaluation's gradient-masking check fired. */
+  gradient_masking_suspected?: boolean;
+  /** The robust-accuracy attack in words, e.g. "PGD-20 L-inf 8/255", "autoattack fast L-inf 8/255". */
+  robust_attack?: string;
   /** Wall seconds of the round's request (absent for round 0). */
   seconds?: number;
   /** Wall seconds of the round's evaluation. */
@@ -20,7 +31,7 @@ export interface RoundPoint {
 export interface FlaggedImage {
   index: number;
   score: number;
-  /** Its label in the extra set (as given, possibly poisoned). */
+  /** Its label in the extra set as given: possibly the poisoned one, not the true class. */
   label: number;
   /** Ground truth, when it was given. */
   poisoned?: boolean;

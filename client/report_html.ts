@@ -5,6 +5,7 @@
  * PNG data URIs. Every value that came from outside (class names, paths, params, server text) is
  * escaped.
  */
+import { fmtEps } from "./evaluate.ts";
 import { dataTable, escapeHtml, keyValueTable, pct } from "./html.ts";
 import type { ReportData, RoundPoint, SampleItem, SamplePrediction } from "./report_data.ts";
 import { type ChartSeries, lineChartSvg } from "./svg_chart.ts";
@@ -30,9 +31,19 @@ const SERIES: [keyof RoundPoint, string, string][] = [
   ["robust_accuracy", "robust accuracy", "#2ca02c"],
 ];
 
+/** Drawn when the evaluation measured it (the ensemble, or PGD with its Square check). */
+const WORST: [keyof RoundPoint, string, string] = [
+  "worst_case_robust_accuracy",
+  "worst-case robust accuracy",
+  "#8c564b",
+];
+
 /** A line chart of the three figures (0-1) against the round number, as an SVG string. */
 export function chartSvg(points: RoundPoint[]): string {
-  const series: ChartSeries[] = SERIES.map(([key, label, color]) => ({
+  const keys = points.some((p) => typeof p.worst_case_robust_accuracy === "number")
+    ? [...SERIES, WORST]
+    : SERIES;
+  const series: ChartSeries[] = keys.map(([key, label, color]) => ({
     label,
     color,
     points: points.map((p) => ({ x: p.round, y: typeof p[key] === "number" ? p[key] : NaN })),
@@ -147,8 +158,17 @@ function samplesTable(data: ReportData, images: ReportImages): string {
   return `<p>Predictions of the infected model (before) and the purified model (after); green is
 the true class. Adversarial row: the first image is PGD against the infected model (its "before"),
 the second PGD against the purified model (its "after"); settings ${
-    escapeHtml(JSON.stringify(s.attack))
+    escapeHtml(attackText(s.attack))
   }.</p>${dataTable(head, rows, "samples")}`;
+}
+
+/** Attack settings for display: eps and step sizes that are k/255 written as such. */
+function attackText(attack: Record<string, unknown>): string {
+  return Object.entries(attack).map(([k, v]) =>
+    `${k} ${
+      (k === "eps" || k === "step_size") && typeof v === "number" ? fmtEps(v) : JSON.stringify(v)
+    }`
+  ).join(", ");
 }
 
 function detectionSection(data: ReportData, images: ReportImages): string {
@@ -177,12 +197,16 @@ poisoned images.</p>${rocSvg([], undefined)}`;
       ? '<div class="ok">truly poisoned</div>'
       : '<div class="bad">clean (false alarm)</div>';
     return `<figure class="flag">${img(images.flagged?.get(f.index), `extra image ${f.index}`)}
-<figcaption>#${f.index} · ${escapeHtml(className(data.class_names, f.label))}<br>score ${
+<figcaption>#${f.index} · given label ${
+      escapeHtml(className(data.class_names, f.label))
+    }<br>score ${
       escapeHtml(Number.isFinite(f.score) ? f.score.toPrecision(3) : "—")
     }${truth}</figcaption></figure>`;
   }).join("");
   return `${figures}<div class="row">${roc}</div>
 <h3>Flagged images (${d.flagged_images.length} of ${d.flagged}, highest score first)</h3>
+<p>Each caption names the image's label as given in the extra set: for a poisoned image that is
+the attacker's label, not its true class.</p>
 <div id="flagged" class="grid">${cards || "<p>Nothing was flagged.</p>"}</div>`;
 }
 
@@ -198,7 +222,12 @@ function summaryTable(data: ReportData): string {
   return dataTable(["figure", "before (infected)", "after (purified)"], [
     ["clean accuracy", pct(b.clean_accuracy), pct(a.clean_accuracy)],
     ["attack success rate", pct(b.attack_success_rate), pct(a.attack_success_rate)],
-    ["robust accuracy", pct(b.robust_accuracy), pct(a.robust_accuracy)],
+    [
+      `robust accuracy${attackNote(b, a)}`,
+      pct(b.robust_accuracy),
+      pct(a.robust_accuracy),
+    ],
+    ...robustRows(b, a),
     [
       "detection precision / recall / AUROC",
       data.detection
@@ -214,13 +243,61 @@ function summaryTable(data: ReportData): string {
   ], "summary");
 }
 
+/** " (PGD-20 L-inf 8/255)": the robust attack in words, when the points name it. */
+function attackNote(b: Partial<RoundPoint>, a: Partial<RoundPoint>): string {
+  const what = a.robust_attack ?? b.robust_attack;
+  return what ? ` (${what})` : "";
+}
+
+/**
+ * Per-member robust accuracy (the ensemble, after each member in the order they ran), the worst
+ * case and the masking check, before and after; nothing when the evaluation had none of them.
+ */
+function robustRows(b: Partial<RoundPoint>, a: Partial<RoundPoint>): string[][] {
+  const rows: string[][] = [];
+  const members = [
+    ...new Set([...(b.robust_members ?? []), ...(a.robust_members ?? [])].map(
+      (m) => m.member,
+    )),
+  ];
+  const at = (p: Partial<RoundPoint>, m: string) =>
+    pct(p.robust_members?.find((x) => x.member === m)?.robust_accuracy);
+  for (const m of members) rows.push([`  robust accuracy after ${m}`, at(b, m), at(a, m)]);
+  if (b.worst_case_robust_accuracy !== undefined || a.worst_case_robust_accuracy !== undefined) {
+    rows.push([
+      "worst-case robust accuracy (purification is judged on this)",
+      pct(b.worst_case_robust_accuracy),
+      pct(a.worst_case_robust_accuracy),
+    ]);
+  }
+  const flag = (p: Partial<RoundPoint>) =>
+    p.gradient_masking_suspected === undefined
+      ? "—"
+      : p.gradient_masking_suspected
+      ? "SUSPECTED"
+      : "no";
+  if (b.gradient_masking_suspected !== undefined || a.gradient_masking_suspected !== undefined) {
+    rows.push(["gradient masking", flag(b), flag(a)]);
+  }
+  return rows;
+}
+
 function roundsTable(points: RoundPoint[]): string {
+  const worst = points.some((p) => p.worst_case_robust_accuracy !== undefined);
   return dataTable(
-    ["round", "stage", ...SERIES.map(([, l]) => l), "round s", "eval s"],
+    [
+      "round",
+      "stage",
+      ...SERIES.map(([, l]) => l),
+      ...(worst ? ["worst-case robust accuracy"] : []),
+      "round s",
+      "eval s",
+    ],
     points.map((p) => [
       p.round,
       String(p.stage ?? ""),
       ...SERIES.map(([k]) => pct(p[k])),
+      ...(worst ? [pct(p.worst_case_robust_accuracy)] : []),
       typeof p.seconds === "number" ? p.seconds.toFixed(1) : "—",
       typeof p.eval_seconds === "number" ? p.eval_seconds.toFixed(1) : "—",
     ]),

@@ -12,6 +12,8 @@ export interface SummaryRow {
   acc?: [number | undefined, number | undefined];
   asr?: [number | undefined, number | undefined];
   rob?: [number | undefined, number | undefined];
+  /** Worst-case robust accuracy (the ensemble's, or PGD's after its Square check). */
+  worst?: [number | undefined, number | undefined];
   seconds: number;
   /** The report's path, or the error of a failed job. */
   where: string;
@@ -28,6 +30,7 @@ function pair(p: SummaryRow["acc"]): string {
 /** The table's lines (header first), columns padded to their widest cell. */
 export function summaryTable(rows: SummaryRow[]): string[] {
   const named = rows.some((r) => r.name !== undefined);
+  const worst = rows.some((r) => r.worst?.some((v) => v !== undefined));
   const head = [
     ...(named ? ["job"] : []),
     "rounds",
@@ -35,6 +38,7 @@ export function summaryTable(rows: SummaryRow[]): string[] {
     "clean acc",
     "attack success",
     "robust acc",
+    ...(worst ? ["worst-case robust"] : []),
     "time",
     "report",
   ];
@@ -45,6 +49,7 @@ export function summaryTable(rows: SummaryRow[]): string[] {
     pair(r.acc),
     pair(r.asr),
     pair(r.rob),
+    ...(worst ? [pair(r.worst)] : []),
     formatDuration(r.seconds),
     r.where,
   ]);

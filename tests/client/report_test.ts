@@ -3,7 +3,9 @@ import { decode } from "fast-png";
 import { detectionSection } from "../../client/detection.ts";
 import { dataTable, escapeHtml, keyValueTable, pct } from "../../client/html.ts";
 import { base64, imageDataUri, imagePixels, imagePng } from "../../client/image_png.ts";
+import { describeRobustAttack, fmtEps, roundFigures } from "../../client/evaluate.ts";
 import { flagScore, type ReportData } from "../../client/report_data.ts";
+import { summaryTable } from "../../client/summary_table.ts";
 import { chartSvg, reportHtml, rocSvg } from "../../client/report_html.ts";
 import { pickSamples, subsetNpy } from "../../client/samples.ts";
 import { lineChartSvg } from "../../client/svg_chart.ts";
@@ -239,4 +241,91 @@ Deno.test("reportHtml() renders a run without detection, samples or evaluations"
   assert.ok(html.includes("No sample images"));
   assert.ok(html.includes('class="no-data"'));
   assert.ok(!html.includes("NaN") && !html.includes("undefined"));
+});
+
+Deno.test("fmtEps() writes k/255 budgets as fractions and others as numbers", () => {
+  assert.equal(fmtEps(8 / 255), "8/255");
+  assert.equal(fmtEps(2 / 255), "2/255");
+  assert.equal(fmtEps(0.05), "0.05");
+  assert.equal(fmtEps(0.1234567), "0.1235");
+  assert.equal(fmtEps(NaN), "—");
+  assert.equal(fmtEps("8/255"), "—");
+  assert.equal(
+    describeRobustAttack({ name: "pgd", norm: "linf", eps: 8 / 255, steps: 20, restarts: 1 }),
+    "PGD-20 L-inf 8/255",
+  );
+  assert.equal(
+    describeRobustAttack({ name: "autoattack", norm: "linf", eps: 8 / 255, version: "fast" }),
+    "autoattack fast L-inf 8/255",
+  );
+  assert.equal(describeRobustAttack(EVIL), undefined);
+});
+
+/** An /v1/evaluate reply with the ensemble, as the server sends it. */
+const ENSEMBLE_REPLY = {
+  clean_accuracy: 0.9,
+  attack_success_rate: 0.02,
+  robust_accuracy: 0.31,
+  worst_case_robust_accuracy: 0.31,
+  gradient_masking_suspected: true,
+  robust: {
+    attack: { name: "autoattack", norm: "linf", eps: 8 / 255, version: "standard" },
+    members: [
+      { member: "apgd-ce", robust_accuracy: 0.4 },
+      { member: "apgd-t", robust_accuracy: 0.35 },
+      { member: "square", robust_accuracy: 0.31 },
+    ],
+  },
+};
+
+Deno.test("roundFigures() keeps per-member robust accuracy, the worst case and the masking flag", () => {
+  const p = roundFigures(ENSEMBLE_REPLY);
+  assert.equal(p.robust_accuracy, 0.31);
+  assert.equal(p.worst_case_robust_accuracy, 0.31);
+  assert.equal(p.gradient_masking_suspected, true);
+  assert.equal(p.robust_attack, "autoattack standard L-inf 8/255");
+  assert.deepEqual(p.robust_members!.map((m) => m.member), ["apgd-ce", "apgd-t", "square"]);
+  const plain = roundFigures({ clean_accuracy: 0.9 });
+  assert.deepEqual(plain, {
+    clean_accuracy: 0.9,
+    attack_success_rate: undefined,
+    robust_accuracy: undefined,
+  });
+});
+
+Deno.test("reportHtml() shows robust accuracy per attack, the worst case and a masking warning", () => {
+  const d = sampleReport();
+  const before = { round: 0, ...roundFigures(ENSEMBLE_REPLY) };
+  const after = {
+    round: 2,
+    ...roundFigures({
+      ...ENSEMBLE_REPLY,
+      robust_accuracy: 0.5,
+      worst_case_robust_accuracy: 0.5,
+      gradient_masking_suspected: false,
+    }),
+  };
+  const html = reportHtml({
+    ...d,
+    summary: { ...d.summary, before, after },
+    points: [before, after],
+  });
+  for (const m of ["apgd-ce", "apgd-t", "square"]) {
+    assert.ok(html.includes(`robust accuracy after ${m}`), m);
+  }
+  assert.ok(html.includes("worst-case robust accuracy (purification is judged on this)"));
+  assert.ok(html.includes("SUSPECTED"));
+  assert.ok(html.includes("autoattack standard L-inf 8/255"));
+  assert.ok(html.includes("31.0%") && html.includes("50.0%"));
+  // The flagged thumbnails name the label as given, which may be the poisoned one.
+  assert.ok(html.includes("given label"));
+  assert.ok(!html.includes("NaN") && !html.includes("undefined"));
+});
+
+Deno.test("summaryTable() adds a worst-case robust column only when a run measured it", () => {
+  const row = { rounds: 3, done: true, seconds: 5, where: "out" };
+  assert.ok(!summaryTable([row])[0].includes("worst-case"));
+  const lines = summaryTable([{ ...row, rob: [0.6, 0.7], worst: [0.3, 0.45] }]);
+  assert.ok(lines[0].includes("worst-case robust"));
+  assert.ok(lines[1].includes("30.0% → 45.0%"));
 });
