@@ -7,7 +7,11 @@
  *
  * Usage:
  *   deno run -A bench/autoattack.ts [--images 200] [--version standard|fast] [--masked DIR]
- *     [--json out/autoattack.jsonl] [folder ...]
+ *     [--json out/autoattack.jsonl] [--unit-cost] [folder ...]
+ *
+ * `--unit-cost` first measures, on the first folder's model, a forward pass (a Square query)
+ * against a gradient evaluation (an APGD step) per image, side by side in one run: the weight
+ * the cost bound gives Square's queries.
  *
  * Each folder holds `model.json`, `weights.bin`, `test_x.npy`, `test_y.npy` (a lab folder); a
  * purified model's folder is given as `MODEL_DIR@TEST_DIR`, its test files from the lab's folder. `--masked DIR` also
@@ -17,6 +21,8 @@
  *
  * @module
  */
+import * as tf from "@tensorflow/tfjs";
+import { makeOracle } from "../src/attacks/oracle.ts";
 import { runAttack } from "../src/attacks/run.ts";
 import { robustAccuracy } from "../src/metrics/robust_accuracy.ts";
 import { type AttackParamsInput, AttackParamsSchema } from "../src/attacks/options.ts";
@@ -40,6 +46,7 @@ interface Args {
   version: "standard" | "fast";
   masked?: string;
   json?: string;
+  unitCost?: boolean;
 }
 
 function args(argv: string[]): Args {
@@ -50,6 +57,7 @@ function args(argv: string[]): Args {
     else if (argv[i] === "--version") a.version = v() as Args["version"];
     else if (argv[i] === "--masked") a.masked = v();
     else if (argv[i] === "--json") a.json = v();
+    else if (argv[i] === "--unit-cost") a.unitCost = true;
     else a.folders.push(argv[i]);
   }
   return a;
@@ -184,6 +192,33 @@ async function benchModel(name: string, clf: Classifier, set: ReturnType<typeof 
   );
 }
 
+/** Milliseconds per image of a forward pass and of a gradient evaluation, 128 images a batch. */
+async function unitCost(clf: Classifier, set: ReturnType<typeof testSet>) {
+  const m = Math.min(128, set.labels.length);
+  const [, h, w, c] = set.images.shape;
+  const x = tf.tensor4d(set.images.data.subarray(0, m * h * w * c), [m, h, w, c]);
+  const y = tf.tensor1d(set.labels.subarray(0, m), "int32");
+  const oracle = makeOracle(clf, y, {});
+  const time = async (f: () => tf.Tensor) => {
+    await tf.tidy(f).data().then(() => undefined); // warm-up
+    const t0 = performance.now();
+    for (let r = 0; r < 20; r++) {
+      const t = tf.tidy(f);
+      await t.data();
+      t.dispose();
+    }
+    return (performance.now() - t0) / (20 * m);
+  };
+  try {
+    const forward = await time(() => clf.logits(x, false));
+    const gradient = await time(() => oracle.evaluate(x).grad);
+    return { forward, gradient, ratio: forward / gradient };
+  } finally {
+    oracle.dispose();
+    tf.dispose([x, y]);
+  }
+}
+
 if (import.meta.main) {
   const a = args(Deno.args);
   const backend = await initBackend((Deno.env.get("BACKEND") as BackendName | undefined) ?? "wasm");
@@ -195,9 +230,23 @@ if (import.meta.main) {
     "| model | clean | PGD-20 | APGD-CE | APGD-T | Square | worst case | PGD-20 − worst | masking warning (ensemble / CE-only white-box / PGD-20 report) | cascade | s |",
   );
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+  if (a.unitCost) {
+    const b = bundle(a.folders[0]);
+    const clf = await loadClassifier(parseBundle(b.modelJson, b.shards, LIMITS));
+    try {
+      const u = await unitCost(clf, testSet(a.folders[0], 128));
+      console.log(
+        `unit cost per image: forward ${u.forward.toFixed(3)} ms, gradient evaluation ` +
+          `${u.gradient.toFixed(3)} ms: a Square query is ${u.ratio.toFixed(2)}× an APGD step\n`,
+      );
+    } finally {
+      clf.dispose();
+    }
+  }
   const jobs: [string, string, number | undefined][] = a.folders.map((f) => [f, f, undefined]);
   if (a.masked) jobs.push([`${a.masked} ×1e4 logits (masked)`, a.masked, 1e4]);
-  for (const [name, spec, scale] of jobs) {
+  // --images 0: the unit cost alone.
+  for (const [name, spec, scale] of a.images > 0 ? jobs : []) {
     const [dir, testDir] = spec.split("@");
     const b = bundle(dir, scale);
     const clf = await loadClassifier(parseBundle(b.modelJson, b.shards, LIMITS));

@@ -58,9 +58,10 @@ export const BLACK_BOX: Record<Member, boolean> = {
 
 /**
  * Upper bound of the work one image may need: gradient evaluations of the APGD members plus
- * Square's queries, each counted as one unit. A Square query is one forward pass, about a third
- * of a gradient evaluation (forward and backward), so counting it as a whole unit over-states
- * Square's share: the bound stays an upper bound.
+ * Square's queries, each counted as one unit. A Square query is one forward pass, which measured
+ * 0.24× of a gradient evaluation (forward and backward) on the lab's Fashion-MNIST CNN on wasm
+ * (`deno run -A bench/autoattack.ts --unit-cost --images 0 DIR`), so counting it as a whole unit
+ * over-states Square's share about 4×: the bound stays an upper bound.
  */
 export function autoAttackCostPerImage(version: Version, members: readonly Member[]): number {
   const v = VERSIONS[version];
