@@ -13,7 +13,7 @@ import { fgsm } from "./fgsm.ts";
 import { mifgsm } from "./mifgsm.ts";
 import { type AttackParams, estimateCost } from "./options.ts";
 import { pgd } from "./pgd.ts";
-import { deriveSeed } from "./random_start.ts";
+import { deriveSeed } from "../random/rng.ts";
 import type { AttackResult, AttackTarget } from "./types.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 

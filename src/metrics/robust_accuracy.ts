@@ -8,7 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { pgd } from "../attacks/pgd.ts";
-import { deriveSeed } from "../attacks/random_start.ts";
+import { deriveSeed } from "../random/rng.ts";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { type ClassFigure, figures } from "./accuracy.ts";

@@ -21,7 +21,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { pgd } from "../attacks/pgd.ts";
 import type { Classifier } from "../model/classifier.ts";
-import { opSeed, seededDraw, STREAM } from "./rng.ts";
+import { opSeed, seededDraw } from "../random/rng.ts";
+import { STREAM } from "./streams.ts";
 import type { Schedule } from "./schedule.ts";
 import { rowArgmax } from "./selection.ts";
 import type { EvidenceArrays, PurifyState } from "./state.ts";
@@ -195,7 +196,7 @@ async function landingUnit(ctx: EvidenceContext, b: number, ev: EvidenceState): 
       stepSize: o.landing_eps / 4,
       randomStart: true,
       earlyStop: false,
-      seed: opSeed(ctx.seed, STREAM.evidenceImages, b),
+      seed: opSeed(ctx.seed, STREAM.pgd, STREAM.evidenceImages, b),
       signal: ctx.signal,
     });
     r.adversarial.dispose();

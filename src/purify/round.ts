@@ -9,10 +9,11 @@
  * batch of re-scoring. Phase changes (suspect class, first clean set, re-selection, stage set-up)
  * happen between units and cost no unit.
  *
- * Determinism: every shuffle and random start is drawn from the seed and the cursor (`rng.ts`),
- * the SGD momentum, teacher and anchor weights and the trigger's Adam moments travel in the state
- * bit for bit, and layers run in inference mode by default (no dropout draws), so on one backend
- * a run split into any number of rounds ends with the same weights as one long round.
+ * Determinism: every shuffle and random start is drawn from the seed and the cursor
+ * (`streams.ts`, `../random/rng.ts`), the SGD momentum, teacher and anchor weights and the
+ * trigger's Adam moments travel in the state bit for bit, and layers run in inference mode by
+ * default (no dropout draws), so on one backend a run split into any number of rounds ends with
+ * the same weights as one long round.
  *
  * Time: before each unit the round checks the signal and stops if the unit's measured duration
  * (carried in the state) would take it past `maxMs`. The first unit of a round always runs, so
@@ -30,7 +31,8 @@ import { evaluate, type EvaluateInput, type EvaluateReport } from "../metrics/ev
 import { auroc, flagMetrics } from "../detect/roc.ts";
 import { canonicalJson } from "./codec.ts";
 import { resolveSchedule, type RoundParams } from "./params.ts";
-import { opSeed, seededDraw, STREAM } from "./rng.ts";
+import { opSeed, seededDraw } from "../random/rng.ts";
+import { STREAM } from "./streams.ts";
 import type { ReconstructStage, Schedule, TrainStage } from "./schedule.ts";
 import {
   type EvidenceContext,
@@ -785,7 +787,7 @@ class Engine {
           stepSize: stage.pgd.step_size ?? stage.pgd.eps / 4,
           randomStart: true,
           earlyStop: false,
-          seed: opSeed(this.st.seed, s, step),
+          seed: opSeed(this.st.seed, STREAM.pgd, s, step),
           target,
           signal: this.ctx.signal,
         });

@@ -3,9 +3,9 @@
  * (the `state` part of `POST /v1/purify/rounds`).
  *
  * It carries the schedule, the cursor, the seed (all randomness is derived from the seed and the
- * cursor, see `rng.ts`), fingerprints of the dataset, of the original model and of the model the
- * last round returned, the infected model's logits on the extra set (computed once, in the first
- * rounds), scores, clean-set membership and flags, the reconstructed trigger with its Adam
+ * cursor, see `streams.ts`), fingerprints of the dataset, of the original model and of the model
+ * the last round returned, the infected model's logits on the extra set (computed once, in the
+ * first rounds), scores, clean-set membership and flags, the reconstructed trigger with its Adam
  * moments, the SGD momentum buffer, mean-teacher and anchor weights when a stage needs them, and
  * a history of round reports. Numeric arrays are base64 of little-endian float32/int32/uint8, so
  * they come back bit for bit and a resumed run ends exactly where an uninterrupted one does.

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { Rng } from "../lab/rng.ts";
+import { Rng } from "../random/rng.ts";
 import type { BlendSpec, ImageBatch } from "./trigger.ts";
 
 /** Stream id of the blend pattern, so it never coincides with other draws of the same seed. */

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { Rng } from "../lab/rng.ts";
+import { Rng } from "../random/rng.ts";
 import type { ImageBatch, WaNetSpec } from "./trigger.ts";
 
 /** Stream id of the control grid, so it never coincides with other draws of the same seed. */

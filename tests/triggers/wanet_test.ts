@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { applyTrigger, parseTriggerSpec, WaNetSpecSchema } from "../../src/triggers/trigger.ts";
 import { wanetSamplingGrid } from "../../src/triggers/wanet.ts";
-import { Rng } from "../../src/lab/rng.ts";
+import { Rng } from "../../src/random/rng.ts";
 
 function noise(n: number, seed: number): Float32Array {
   const rng = new Rng(seed);
