@@ -28,7 +28,7 @@ import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import { checkLabels } from "../metrics/check.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { evaluate, type EvaluateInput, type EvaluateReport } from "../metrics/evaluate.ts";
-import { auroc, flagMetrics } from "../detect/roc.ts";
+import { auroc, flagMetrics } from "../metrics/detection.ts";
 import { canonicalJson } from "./codec.ts";
 import { resolveSchedule, type RoundParams } from "./params.ts";
 import { opSeed, seededDraw } from "../random/rng.ts";
