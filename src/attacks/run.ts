@@ -6,7 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
-import { checkLabels } from "../metrics/check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { apgd } from "./apgd.ts";
 import { fgsm } from "./fgsm.ts";

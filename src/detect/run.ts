@@ -5,7 +5,7 @@
  */
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
-import { checkLabels } from "../metrics/check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { activationClustering } from "./activation_clustering.ts";
 import type { DetectMethod, DetectParams } from "./options.ts";

@@ -11,7 +11,7 @@ import type { Classifier } from "../model/classifier.ts";
 import { PreprocessSchema } from "../model/preprocess_schema.ts";
 import { type TriggerSpec, TriggerSpecSchema } from "../triggers/trigger.ts";
 import { type AccuracyReport, figures, predictClasses } from "./accuracy.ts";
-import { checkLabels } from "./check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import {
   type AsrReport,
   attackSuccessRate,

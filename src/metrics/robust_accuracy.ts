@@ -12,7 +12,7 @@ import { deriveSeed } from "../random/rng.ts";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { type ClassFigure, figures } from "./accuracy.ts";
-import { checkLabels } from "./check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface RobustOptions {

@@ -25,7 +25,7 @@ import * as tf from "@tensorflow/tfjs";
 import { pgd } from "../attacks/pgd.ts";
 import { UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
-import { checkLabels } from "../metrics/check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { evaluate, type EvaluateInput, type EvaluateReport } from "../metrics/evaluate.ts";
 import { auroc, flagMetrics } from "../metrics/detection.ts";

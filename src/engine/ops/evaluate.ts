@@ -6,7 +6,7 @@ import type { Config } from "../../config.ts";
 import { CostExceededError, UnprocessableError } from "../../errors.ts";
 import type { Form } from "../../http/form.ts";
 import { readImagesFor, readLabelledImages, readLabels } from "../../http/inputs.ts";
-import { checkTarget } from "../../metrics/check.ts";
+import { checkTarget } from "../../io/label_checks.ts";
 import {
   attackOptions,
   type BackdoorInput,
