@@ -1,7 +1,7 @@
 /**
  * One working curl example per endpoint, run from the repository root against the small fixture
  * in `tests/fixtures/tiny_cnn/` (10×10 grey images, four classes), writing files under `out/`. They go into the OpenAPI
- * document (`x-codeSamples`) and the `/docs` page; `tests/http/examples_test.ts` runs every one
+ * document (`x-codeSamples`) and the `/docs` page; `tests/readme/docs_examples_test.ts` runs every one
  * of them against a live service, so they cannot rot.
  */
 
