@@ -14,7 +14,7 @@ import { UnprocessableError } from "../errors.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 import { apgd } from "./apgd.ts";
-import { deriveSeed } from "./random_start.ts";
+import { deriveSeed } from "../random/rng.ts";
 import { type AttackResult, DEFAULT_EPS, type Norm } from "./types.ts";
 
 export interface ApgdTargetedOptions {

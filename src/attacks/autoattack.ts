@@ -22,7 +22,7 @@ import type { Classifier } from "../model/classifier.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 import { apgd } from "./apgd.ts";
 import { apgdTargeted } from "./apgd_t.ts";
-import { deriveSeed } from "./random_start.ts";
+import { deriveSeed } from "../random/rng.ts";
 import { square } from "./square.ts";
 import { type AttackResult, DEFAULT_EPS, type Norm } from "./types.ts";
 

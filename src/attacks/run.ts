@@ -6,7 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
-import { checkLabels } from "../metrics/check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { apgd } from "./apgd.ts";
 import { autoAttack, type AutoAttackResult, type Member, MEMBERS } from "./autoattack.ts";
@@ -21,7 +21,7 @@ import { fgsm } from "./fgsm.ts";
 import { mifgsm } from "./mifgsm.ts";
 import { type AttackParams, estimateCost } from "./options.ts";
 import { pgd } from "./pgd.ts";
-import { deriveSeed } from "./random_start.ts";
+import { deriveSeed } from "../random/rng.ts";
 import { square } from "./square.ts";
 import type { AttackResult, AttackTarget } from "./types.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";

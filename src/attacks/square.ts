@@ -27,7 +27,7 @@ import type { Classifier } from "../model/classifier.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 import { HostRandom } from "./host_random.ts";
 import { l2ScaleRadius, linfClipRadius } from "./projection.ts";
-import { deriveSeed } from "./random_start.ts";
+import { deriveSeed } from "../random/rng.ts";
 import { type AttackResult, type AttackTarget, DEFAULT_EPS, type Norm } from "./types.ts";
 
 export interface SquareOptions {

@@ -10,7 +10,7 @@ import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { applyTrigger, type TriggerSpec } from "../triggers/trigger.ts";
 import { type ClassFigure, figures, predictClasses } from "./accuracy.ts";
-import { checkLabels, checkTarget } from "./check.ts";
+import { checkLabels, checkTarget } from "../io/label_checks.ts";
 
 export interface AsrReport {
   /** The backdoor's target class; null when each image has its own (all-to-all backdoors). */

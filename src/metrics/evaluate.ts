@@ -9,7 +9,7 @@ import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import type { TriggerSpec } from "../triggers/trigger.ts";
 import { type AccuracyReport, figures, predictClasses } from "./accuracy.ts";
-import { checkLabels } from "./check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import {
   type AsrReport,
   attackSuccessRate,

@@ -26,14 +26,14 @@ import {
 } from "../attacks/autoattack.ts";
 import { addOutcomes, ensembleReport, type MemberReport } from "../attacks/ensemble_report.ts";
 import { pgd } from "../attacks/pgd.ts";
-import { deriveSeed } from "../attacks/random_start.ts";
+import { deriveSeed } from "../random/rng.ts";
 import { square } from "../attacks/square.ts";
 import { DEFAULT_EPS } from "../attacks/types.ts";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 import { type ClassFigure, figures } from "./accuracy.ts";
-import { checkLabels } from "./check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import { checkMasking, type MaskingCheck } from "./gradient_masking.ts";
 
 /** PGD's default steps for robust accuracy. */

@@ -8,7 +8,7 @@
 import { CostExceededError, UnprocessableError } from "../errors.ts";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
-import { checkLabels, checkTarget } from "./check.ts";
+import { checkLabels, checkTarget } from "../io/label_checks.ts";
 import { type BackdoorInput, evaluate } from "./evaluate.ts";
 import { attackOptions, type EvaluateParams } from "./evaluate_options.ts";
 import type { EvaluateReply } from "./evaluate_reply.ts";
