@@ -25,9 +25,8 @@ import * as tf from "@tensorflow/tfjs";
 import { UnprocessableError } from "../errors.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
-import { HostRandom } from "./host_random.ts";
 import { l2ScaleRadius, linfClipRadius } from "./projection.ts";
-import { deriveSeed } from "../random/rng.ts";
+import { deriveSeed, Rng } from "../random/rng.ts";
 import { type AttackResult, type AttackTarget, DEFAULT_EPS, type Norm } from "./types.ts";
 
 export interface SquareOptions {
@@ -96,7 +95,7 @@ function rings(rows: number, cols: number): Float64Array {
  * The L2 update's `s × s` pattern of unit norm: rings over the top half, minus rings over the
  * bottom half, transposed with probability 1/2.
  */
-export function pseudoGaussian(s: number, rand: HostRandom): Float64Array {
+export function pseudoGaussian(s: number, rand: Rng): Float64Array {
   const top = Math.floor(s / 2);
   const out = new Float64Array(s * s);
   if (top > 0) out.set(normalised(rings(top, s)), 0);
@@ -115,6 +114,12 @@ function normalised(v: Float64Array): Float64Array {
   const n = Math.sqrt(sq);
   return n > 0 ? v.map((a) => a / n) : v;
 }
+
+/** Square's stream of the request seed (its draws are independent of other uses of the seed). */
+const SQUARE_STREAM = 0x5a;
+
+/** −1 or +1 with equal chance. */
+const randomSign = (rand: Rng) => (rand.next() < 0.5 ? -1 : 1);
 
 interface Geometry {
   h: number;
@@ -152,8 +157,8 @@ async function logitsOf(clf: Classifier, x: Float32Array, m: number, g: Geometry
 }
 
 /** The L-inf start: `x ± r` per (column, channel), clipped to [0,1]; written into `out`. */
-function linfInit(x0: Float32Array, out: Float32Array, r: number, g: Geometry, rand: HostRandom) {
-  const signs = Array.from({ length: g.w * g.c }, () => rand.sign());
+function linfInit(x0: Float32Array, out: Float32Array, r: number, g: Geometry, rand: Rng) {
+  const signs = Array.from({ length: g.w * g.c }, () => randomSign(rand));
   for (let i = 0; i < g.h; i++) {
     for (let j = 0; j < g.w; j++) {
       for (let ch = 0; ch < g.c; ch++) {
@@ -175,13 +180,13 @@ function linfPropose(
   s: number,
   r: number,
   g: Geometry,
-  rand: HostRandom,
+  rand: Rng,
 ) {
   out.set(best);
-  const vh = rand.int(0, g.h - s);
-  const vw = rand.int(0, g.w - s);
+  const vh = rand.int(g.h - s + 1);
+  const vw = rand.int(g.w - s + 1);
   for (let attempt = 0; attempt < 10; attempt++) {
-    const signs = Array.from({ length: g.c }, () => rand.sign());
+    const signs = Array.from({ length: g.c }, () => randomSign(rand));
     let changed = false;
     for (let i = vh; i < vh + s; i++) {
       for (let j = vw; j < vw + s; j++) {
@@ -205,7 +210,7 @@ function l2Place(x0: Float32Array, delta: Float64Array, out: Float32Array, r: nu
 }
 
 /** The L2 start: a grid of pseudo-Gaussian squares of side ⌊H/5⌋, random sign per square and channel. */
-function l2Init(x0: Float32Array, out: Float32Array, r: number, g: Geometry, rand: HostRandom) {
+function l2Init(x0: Float32Array, out: Float32Array, r: number, g: Geometry, rand: Rng) {
   const s = Math.max(1, Math.floor(g.h / 5));
   const delta = new Float64Array(g.per);
   const off = Math.floor((g.h - s * 5) / 2);
@@ -213,7 +218,7 @@ function l2Init(x0: Float32Array, out: Float32Array, r: number, g: Geometry, ran
     for (let bj = off; bj + s <= g.w; bj += s) {
       const pattern = pseudoGaussian(s, rand);
       for (let ch = 0; ch < g.c; ch++) {
-        const sign = rand.sign();
+        const sign = randomSign(rand);
         for (let i = 0; i < s; i++) {
           for (let j = 0; j < s; j++) {
             delta[((bi + i) * g.w + bj + j) * g.c + ch] += sign * pattern[i * s + j];
@@ -238,7 +243,7 @@ function l2Propose(
   s: number,
   r: number,
   g: Geometry,
-  rand: HostRandom,
+  rand: Rng,
 ) {
   const delta = new Float64Array(g.per);
   let total = 0;
@@ -246,8 +251,8 @@ function l2Propose(
     delta[p] = best[p] - x0[p];
     total += delta[p] * delta[p];
   }
-  const [vh, vw] = [rand.int(0, g.h - s), rand.int(0, g.w - s)];
-  const [vh2, vw2] = [rand.int(0, g.h - s), rand.int(0, g.w - s)];
+  const [vh, vw] = [rand.int(g.h - s + 1), rand.int(g.w - s + 1)];
+  const [vh2, vw2] = [rand.int(g.h - s + 1), rand.int(g.w - s + 1)];
   const inWin = (i: number, j: number, a: number, b: number) =>
     i >= a && i < a + s && j >= b && j < b + s;
   const pattern = pseudoGaussian(s, rand);
@@ -262,7 +267,7 @@ function l2Propose(
         if (w1 || inWin(i, j, vh2, vw2)) both += d * d;
       }
     }
-    const sign = rand.sign();
+    const sign = randomSign(rand);
     const fresh = new Float64Array(s * s);
     const old = Math.sqrt(win1) + 1e-10;
     for (let i = 0; i < s; i++) {
@@ -360,7 +365,7 @@ export async function square(
     let idx = [...success.keys()].filter((i) => !success[i]);
     if (idx.length === 0) break;
     await yieldPoint(options.signal);
-    const rand = new HostRandom(deriveSeed(options.seed ?? 0, run));
+    const rand = new Rng(deriveSeed(options.seed ?? 0, run), SQUARE_STREAM);
     const start = new Float32Array(idx.length * g.per);
     idx.forEach((i, j) => {
       const out = start.subarray(j * g.per, (j + 1) * g.per);
