@@ -33,7 +33,7 @@ import { startLocalService } from "../client/local_service.ts";
 import { runPurification } from "../client/purify.ts";
 import { appendBundle } from "../client/bundle_files.ts";
 import { postWithRetry } from "../client/http.ts";
-import { auroc } from "../src/detect/roc.ts";
+import { auroc } from "../src/metrics/detection.ts";
 import { parseNpy } from "../src/io/npy.ts";
 import { base64ToF32 } from "../src/purify/codec.ts";
 

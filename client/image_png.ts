@@ -5,15 +5,18 @@
 import { encode } from "fast-png";
 import { type NdArray, parseNpy } from "../src/io/npy.ts";
 
-/** An NHWC image batch as the lab and `/v1/attacks` write it: uint8 0-255 or float 0-1. */
-export interface ImageBatch {
+/**
+ * An NHWC image batch as the lab and `/v1/attacks` write it, uint8 0-255 or float 0-1, kept in its
+ * own dtype for display (the service's `ImageBatch` is float32 in [0,1] only).
+ */
+export interface DisplayBatch {
   data: NdArray["data"];
   /** `[n, h, w, c]`. */
   shape: [number, number, number, number];
 }
 
 /** Reads an NHWC `.npy` (rank 4, or rank 3 taken as one channel). */
-export function imageBatchFromNpy(bytes: Uint8Array): ImageBatch {
+export function imageBatchFromNpy(bytes: Uint8Array): DisplayBatch {
   const a = parseNpy(bytes);
   if (a.dtype === "int64") throw new Error("an image .npy must not be int64");
   if (a.shape.length === 3) {
@@ -26,7 +29,7 @@ export function imageBatchFromNpy(bytes: Uint8Array): ImageBatch {
 }
 
 /** Whether the batch holds 0-1 floats (anything but an integer dtype). */
-function isFloat(b: ImageBatch): boolean {
+function isFloat(b: DisplayBatch): boolean {
   return b.data instanceof Float32Array || b.data instanceof Float64Array;
 }
 
@@ -36,7 +39,7 @@ function isFloat(b: ImageBatch): boolean {
  * shows its first channel in grey.
  */
 export function imagePixels(
-  b: ImageBatch,
+  b: DisplayBatch,
   index: number,
 ): { width: number; height: number; channels: 1 | 3 | 4; data: Uint8Array } {
   const [n, h, w, c] = b.shape;
@@ -68,7 +71,7 @@ export function base64(bytes: Uint8Array): string {
 }
 
 /** Image `index` of the batch as PNG bytes. */
-export function imagePng(b: ImageBatch, index: number): Uint8Array {
+export function imagePng(b: DisplayBatch, index: number): Uint8Array {
   const px = imagePixels(b, index);
   return encode({
     width: px.width,
@@ -80,6 +83,6 @@ export function imagePng(b: ImageBatch, index: number): Uint8Array {
 }
 
 /** Image `index` of the batch as a `data:image/png;base64,...` URI. */
-export function imageDataUri(b: ImageBatch, index: number): string {
+export function imageDataUri(b: DisplayBatch, index: number): string {
   return `data:image/png;base64,${base64(imagePng(b, index))}`;
 }

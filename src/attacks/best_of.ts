@@ -4,7 +4,8 @@ import type { Classifier } from "../model/classifier.ts";
 import { readFlag } from "./early_stop.ts";
 import { perImage } from "./norms.ts";
 import { makeOracle, type Oracle } from "./oracle.ts";
-import { deriveSeed, randomStart } from "./random_start.ts";
+import { deriveSeed } from "../random/rng.ts";
+import { randomStart } from "./random_start.ts";
 import type { AttackResult, BaseAttackOptions, Norm } from "./types.ts";
 
 /** One restart's outcome, per sample. */

@@ -3,30 +3,10 @@
  * Resistant to Adversarial Attacks", ICLR 2018), reproducible from an integer seed.
  */
 import * as tf from "@tensorflow/tfjs";
+import { deriveSeed } from "../random/rng.ts";
 import { l2Norms, perImage } from "./norms.ts";
 import { project } from "./projection.ts";
 import type { Norm } from "./types.ts";
-
-/**
- * Mixes integers (a user seed, a batch index, a restart index) into one seed in [0, 2³¹). Distinct
- * inputs give unrelated seeds, so restart 1 of batch 0 and restart 0 of batch 1 draw different
- * noise.
- */
-export function deriveSeed(...parts: number[]): number {
-  let h = 0x811c9dc5;
-  for (const p of parts) {
-    // FNV-1a over the 32-bit halves of each part, then a murmur3 finaliser.
-    for (const word of [p >>> 0, Math.floor(p / 2 ** 32) >>> 0]) {
-      h = Math.imul(h ^ word, 0x01000193);
-    }
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 1;
-}
 
 /**
  * A random point of the ball around `x0` (`[N, H, W, C]` in [0,1]), clipped to [0,1].

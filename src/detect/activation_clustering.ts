@@ -36,7 +36,7 @@
  */
 import type { Preprocess } from "../model/classifier.ts";
 import { featuresOf } from "../model/features.ts";
-import { Rng } from "../lab/rng.ts";
+import { Rng } from "../random/rng.ts";
 import { gatherRows, kmeans, median, pca, silhouette, sqDist } from "./linalg.ts";
 import { byClass, flagByRule, type FlagRule } from "./thresholds.ts";
 import type { Detector, DetectResult } from "./types.ts";

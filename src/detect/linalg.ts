@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { Rng } from "../lab/rng.ts";
+import { Rng } from "../random/rng.ts";
 
 /** Column means of an `[n, d]` matrix. */
 export function columnMeans(x: ArrayLike<number>, n: number, d: number): Float64Array {

@@ -34,7 +34,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { logitsOf } from "../model/predict.ts";
-import { base64ToF32, base64ToU8 } from "../purify/codec.ts";
+import { findEvent, type StageEndEvent } from "../purify/events.ts";
 import { runRound } from "../purify/round.ts";
 import { evidenceCost } from "../purify/evidence_phase.ts";
 import { EvidenceSchema, parseSchedule, type Schedule } from "../purify/schedule.ts";
@@ -168,7 +168,7 @@ export const pud: Detector<PudOptions> = async (
   try {
     const first = await run(detectionSchedule(options, true, ctx.batchSize, n));
     const found = first.report.suspect_classes;
-    const start = first.report.events.find((e) => e.event === "start") ?? {};
+    const start = findEvent(first.report.events, "start");
     let r = first;
     if (found.length === 0) {
       // No class stands out, by the model or the labels: the paper's consistency recipe.
@@ -181,14 +181,15 @@ export const pud: Detector<PudOptions> = async (
       : first.report.all_to_all
       ? ", each class on its own (all-to-all suspected)"
       : `, within the suspected class${suspects.length > 1 ? "es" : ""} ${suspects.join(", ")}`;
-    const st = r.state;
-    const scores = st.scores ? base64ToF32(st.scores, n, "scores") : new Float32Array(n);
-    const membership = base64ToU8(st.membership, n, FLAGGED, "membership");
-    const flags = Uint8Array.from(membership, (m) => (m === FLAGGED ? 1 : 0));
-    const rescore = r.report.events.find((e) => e.event === "rescore") ?? {};
-    const trigger = r.report.events.find((e) => e.event === "stage_end" && e.trigger)?.trigger;
+    const st = r.live;
+    const scores = st.scores ?? new Float32Array(n);
+    const flags = Uint8Array.from(st.membership, (m) => (m === FLAGGED ? 1 : 0));
+    const rescore = findEvent(r.report.events, "rescore");
+    const trigger = r.report.events.find((e): e is StageEndEvent =>
+      e.event === "stage_end" && e.trigger !== undefined
+    )?.trigger;
     // JSON has no Infinity: "nothing flagged" is a cut above every score.
-    const cut = typeof rescore.threshold === "number"
+    const cut = typeof rescore?.threshold === "number"
       ? rescore.threshold
       : scores.reduce((m, v) => Math.max(m, v), -Infinity) + 1;
     return {
@@ -203,7 +204,7 @@ export const pud: Detector<PudOptions> = async (
         : {
           rule: "otsu",
           value: cut,
-          description: rescore.bimodal === false
+          description: rescore?.bimodal === false
             ? "the scores are not bimodal (Otsu's between-class share of the variance " +
               `${rescore.separation} < 0.75): nothing flagged`
             : `Otsu's two-group split of the scores${where}`,
@@ -213,14 +214,14 @@ export const pud: Detector<PudOptions> = async (
         suspected_classes: found,
         all_to_all: first.report.all_to_all,
         evidence: first.report.evidence,
-        untargeted: start.untargeted ?? null,
-        label_counts: start.label_counts ?? null,
-        label_excess: start.label_excess ?? null,
+        untargeted: start?.untargeted ?? null,
+        label_counts: start?.label_counts ?? null,
+        label_excess: start?.label_excess ?? null,
         score: suspects.length > 0 ? "suspect_drop" : "consistency",
-        separation: rescore.separation ?? null,
-        bimodal: rescore.bimodal ?? null,
+        separation: rescore?.separation ?? null,
+        bimodal: rescore?.bimodal ?? null,
         trigger: trigger ?? null,
-        steps: first.state.steps_done + (r === first ? 0 : st.steps_done),
+        steps: first.live.steps_done + (r === first ? 0 : st.steps_done),
         timings_ms: st.timing,
       },
     };

@@ -5,11 +5,16 @@
  */
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
-import { checkLabels } from "../metrics/check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { activationClustering } from "./activation_clustering.ts";
 import type { DetectMethod, DetectParams } from "./options.ts";
-import { type DetectionMetrics, detectionMetrics, rocCurve, type RocPoint } from "./roc.ts";
+import {
+  type DetectionMetrics,
+  detectionMetrics,
+  rocCurve,
+  type RocPoint,
+} from "../metrics/detection.ts";
 import { estimatePudCost, pud } from "./pud.ts";
 import { spectral } from "./spectral.ts";
 import { spectre } from "./spectre.ts";

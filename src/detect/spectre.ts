@@ -46,7 +46,7 @@ import {
   symmetricEigen,
   symmetricFunction,
 } from "./linalg.ts";
-import { Rng } from "../lab/rng.ts";
+import { Rng } from "../random/rng.ts";
 import { byClass, flagByRule, type FlagRule } from "./thresholds.ts";
 import type { Detector } from "./types.ts";
 

@@ -19,7 +19,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { Rng } from "../lab/rng.ts";
+import { Rng } from "../random/rng.ts";
 import { flagByRule, type FlagRule } from "./thresholds.ts";
 import type { Detector } from "./types.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";

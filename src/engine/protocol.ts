@@ -17,6 +17,11 @@ export type OpName = typeof OP_NAMES[number];
 export const FAULT_HOOKS = ["trap", "oom", "die", "hang"] as const;
 export type FaultHook = typeof FAULT_HOOKS[number];
 
+/** The fault a raw `X-Engine-Fault` header names, or undefined for anything else. */
+export function faultHookOf(h: string | undefined): FaultHook | undefined {
+  return (FAULT_HOOKS as readonly string[]).includes(h ?? "") ? h as FaultHook : undefined;
+}
+
 /** Why an engine was replaced: the bounded `cause` label of `purifier_engine_restarts_total`. */
 export const RESTART_CAUSES = [
   "wasm_trap",

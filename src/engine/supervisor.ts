@@ -19,7 +19,7 @@ import {
   EngineTrapError,
 } from "./errors.ts";
 import {
-  type FaultHook,
+  faultHookOf,
   type JobInput,
   type JobOutput,
   type OpName,
@@ -53,7 +53,8 @@ export function engineOptions(c: Config): EngineOptions {
 
 export interface SubmitOptions {
   signal: AbortSignal;
-  fault?: FaultHook;
+  /** The raw test-only `X-Engine-Fault` header; only a value of `FAULT_HOOKS` acts. */
+  fault?: string;
   transfer: ArrayBuffer[];
 }
 
@@ -145,7 +146,7 @@ export class Supervisor {
       const out = await engine.run(op, input, {
         signal: opts.signal,
         graceMs: this.#opts.graceMs,
-        fault: opts.fault,
+        fault: faultHookOf(opts.fault),
         transfer: opts.transfer,
       });
       this.#release(slot, engine, rssBefore);

@@ -7,7 +7,7 @@
  */
 import type { Context, Handler } from "hono";
 import type { z } from "zod";
-import { FAULT_HOOKS, type FaultHook, type JobOutput, type OpName } from "../engine/protocol.ts";
+import type { JobOutput, OpName } from "../engine/protocol.ts";
 import type { BundleArtifacts } from "../io/model_bundle.ts";
 import type { AppEnv } from "./env.ts";
 import { type Form, readForm } from "./form.ts";
@@ -55,7 +55,7 @@ export function computeHandler<S extends z.ZodType>(spec: ComputeRoute<S>): Hand
       () =>
         engine.run(spec.op, input, {
           signal,
-          fault: config.ENGINE_TEST_HOOKS ? faultHook(c) : undefined,
+          fault: config.ENGINE_TEST_HOOKS ? c.req.header("x-engine-fault") : undefined,
           transfer: transferList(form, bundles),
         }),
       signal,
@@ -80,10 +80,4 @@ function transferList(form: Form, bundles: Record<string, BundleArtifacts>): Arr
     }
   }
   return [...out].filter((b) => b.byteLength > 0);
-}
-
-/** The test-only `X-Engine-Fault` header (read only when ENGINE_TEST_HOOKS is on). */
-function faultHook(c: Context<AppEnv>): FaultHook | undefined {
-  const h = c.req.header("x-engine-fault");
-  return (FAULT_HOOKS as readonly string[]).includes(h ?? "") ? h as FaultHook : undefined;
 }

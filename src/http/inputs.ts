@@ -4,8 +4,8 @@
  * compute route so that each validates exactly the same way.
  */
 import type { Config } from "../config.ts";
-import { MissingPartError, ShapeMismatchError, UnsupportedMediaTypeError } from "../errors.ts";
-import { type ImageBatch, imagesFromFiles, imagesFromNpy } from "../io/images.ts";
+import { MissingPartError, UnsupportedMediaTypeError } from "../errors.ts";
+import { checkBatchFits, type ImageBatch, imagesFromFiles, imagesFromNpy } from "../io/images.ts";
 import { parseLabels } from "../io/labels.ts";
 import { parseBundle } from "../io/model_bundle.ts";
 import type { ActivationUse } from "../io/activation_budget.ts";
@@ -95,17 +95,6 @@ export function channelsOf(clf: { inputShape: [number, number, number] }): 1 | 3
   return c === 1 || c === 3 ? c : undefined;
 }
 
-/** Images must match the model's `[H, W, C]`. */
-export function checkImagesFit(images: ImageBatch, inputShape: [number, number, number]): void {
-  const [, h, w, c] = images.shape;
-  if (h !== inputShape[0] || w !== inputShape[1] || c !== inputShape[2]) {
-    throw new ShapeMismatchError(
-      `images are ${h}×${w}×${c} but the model takes ${inputShape.join("×")}`,
-      { images: images.shape, model: inputShape },
-    );
-  }
-}
-
 /** Images from `field`, converted to and checked against the classifier's `[H, W, C]`. */
 export async function readImagesFor(
   form: Form,
@@ -114,7 +103,7 @@ export async function readImagesFor(
   field = "images",
 ): Promise<ImageBatch> {
   const images = await readImages(form, config, field, channelsOf(clf));
-  checkImagesFit(images, clf.inputShape);
+  checkBatchFits(images, clf.inputShape);
   return images;
 }
 

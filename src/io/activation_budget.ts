@@ -28,7 +28,7 @@
  * @module
  */
 import { LimitExceededError, UnsupportedModelError } from "../errors.ts";
-import { CONTAINER_LAYERS } from "../model/supported_layers.ts";
+import { CONTAINER_LAYERS } from "./supported_layers.ts";
 import { MAX_JSON_DEPTH, showJson as show } from "./json_guard.ts";
 
 type JsonObject = Record<string, unknown>;

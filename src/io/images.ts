@@ -23,7 +23,11 @@ import {
 } from "../errors.ts";
 import type { NdArray } from "./npy.ts";
 
-/** A batch of images, NHWC, every value in [0,1]. */
+/**
+ * A batch of images `[N, H, W, C]`, C order, every value in [0,1]: the one batch type of the
+ * parsers, attacks, detectors, metrics, triggers and the round. {@link checkBatchFits} is its one
+ * check against a model.
+ */
 export interface ImageBatch {
   shape: [number, number, number, number];
   data: Float32Array;

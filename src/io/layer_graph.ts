@@ -15,7 +15,7 @@
  * lookups, and refuses the topology when a full pass makes no progress.
  */
 import { LimitExceededError, MalformedInputError } from "../errors.ts";
-import { CONTAINER_LAYERS } from "../model/supported_layers.ts";
+import { CONTAINER_LAYERS } from "./supported_layers.ts";
 import { MAX_JSON_DEPTH, showJson as short } from "./json_guard.ts";
 
 type JsonObject = Record<string, unknown>;

@@ -7,11 +7,11 @@
  * Everything a user sends is hostile until checked: sizes are bounded before parsing, JSON depth
  * and prototype-shaped keys are refused before tfjs (whose config conversion recurses and assigns
  * keys) ever sees them, every weight is shape-, size- and finiteness-checked, and only the layer
- * classes in `src/model/supported_layers.ts` get through.
+ * classes in `supported_layers.ts` get through.
  */
 import * as tf from "@tensorflow/tfjs";
 import { LimitExceededError, MalformedInputError, UnsupportedModelError } from "../errors.ts";
-import { CONTAINER_LAYERS, isSupportedLayer, SUPPORTED_LAYERS } from "../model/supported_layers.ts";
+import { CONTAINER_LAYERS, isSupportedLayer, SUPPORTED_LAYERS } from "./supported_layers.ts";
 import {
   type ActivationBudget,
   type ActivationUse,

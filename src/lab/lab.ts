@@ -25,7 +25,7 @@ import {
   loadFashionMnist,
 } from "./fashion_mnist.ts";
 import { backdoorTestSet, poisonDataset } from "./poison.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../random/rng.ts";
 import { SYNTHETIC_CLASSES, syntheticDataset } from "./synthetic.ts";
 import {
   accuracyOn,

@@ -14,7 +14,7 @@ import {
 } from "../triggers/attack_mode.ts";
 import { applyTrigger, type TriggerSpec } from "../triggers/trigger.ts";
 import { type Dataset, imageSize, subset, toBytes, toUnit } from "./dataset.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../random/rng.ts";
 
 /** Images triggered per call of the trigger, bounding the float copy held at once. */
 const CHUNK = 1024;

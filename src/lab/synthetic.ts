@@ -8,7 +8,7 @@
  */
 import { ValidationError } from "../errors.ts";
 import type { Dataset } from "./dataset.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../random/rng.ts";
 
 /** Shape names, by label. */
 export const SYNTHETIC_CLASSES = [

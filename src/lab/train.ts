@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ValidationError } from "../errors.ts";
 import { type Dataset, imageSize } from "./dataset.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../random/rng.ts";
 
 /** Convolution widths and dense width of {@link buildCnn}. */
 export interface CnnSize {

@@ -7,7 +7,7 @@
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { logitsOf } from "../model/predict.ts";
-import { checkLabels } from "./check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 
 export interface ClassFigure {
   class: number;

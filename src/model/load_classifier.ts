@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ShapeMismatchError, UnsupportedModelError, ValidationError } from "../errors.ts";
-import { CONTAINER_LAYERS } from "./supported_layers.ts";
+import { CONTAINER_LAYERS } from "../io/supported_layers.ts";
 import {
   type BundleArtifacts,
   type BundleFile,

@@ -21,10 +21,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { pgd } from "../attacks/pgd.ts";
 import type { Classifier } from "../model/classifier.ts";
-import { opSeed, seededDraw, STREAM } from "./rng.ts";
+import { opSeed, seededDraw } from "../random/rng.ts";
+import { STREAM } from "./streams.ts";
 import type { Schedule } from "./schedule.ts";
 import { rowArgmax } from "./selection.ts";
-import type { EvidenceArrays, PurifyState } from "./state.ts";
+import type { EvidenceArrays, EvidenceMeasures, LiveEvidence } from "./state.ts";
 import { stampSize } from "./state.ts";
 import { decideSuspects, labelExcess, median, type SuspectDecision } from "./target_evidence.ts";
 import {
@@ -39,7 +40,7 @@ import {
 import { addPerturbation, perturbationStep } from "./universal_perturbation.ts";
 
 type EvidenceOptions = Schedule["suspect"]["evidence"];
-type EvidenceState = NonNullable<PurifyState["evidence"]>;
+type EvidenceState = EvidenceMeasures;
 
 /** One unit of the phase. */
 export type EvidenceUnit =
@@ -134,27 +135,20 @@ export function evidenceUnits(ctx: EvidenceContext): EvidenceUnit[] {
   return units;
 }
 
-/** A fresh evidence state and its arrays. */
-export function freshEvidence(
-  ctx: EvidenceContext,
-): { state: EvidenceState; arrays: EvidenceArrays } {
+/** A fresh evidence state, with its trigger arrays. */
+export function freshEvidence(ctx: EvidenceContext): LiveEvidence {
   const { h, w, c, k } = ctx.dims;
   const nulls = () => new Array<number | null>(k).fill(null);
   const patch = new Float32Array(k * stampSize("patch", h, w, c));
   const init = initialTriggerArrays(h, w, c);
   for (let t = 0; t < k; t++) patch.set(init.maskLogits, t * stampSize("patch", h, w, c));
   return {
-    state: {
-      landing_hits: new Array<number>(k).fill(0),
-      landing_sources: new Array<number>(k).fill(0),
-      patch_mask: nulls(),
-      patch_success: nulls(),
-      additive_success: nulls(),
-      untargeted: null,
-      patch_triggers: "",
-      additive_deltas: "",
-      untargeted_trigger: null,
-    },
+    landing_hits: new Array<number>(k).fill(0),
+    landing_sources: new Array<number>(k).fill(0),
+    patch_mask: nulls(),
+    patch_success: nulls(),
+    additive_success: nulls(),
+    untargeted: null,
     arrays: {
       patchTriggers: patch,
       additiveDeltas: new Float32Array(k * stampSize("additive", h, w, c)),
@@ -195,7 +189,7 @@ async function landingUnit(ctx: EvidenceContext, b: number, ev: EvidenceState): 
       stepSize: o.landing_eps / 4,
       randomStart: true,
       earlyStop: false,
-      seed: opSeed(ctx.seed, STREAM.evidenceImages, b),
+      seed: opSeed(ctx.seed, STREAM.pgd, STREAM.evidenceImages, b),
       signal: ctx.signal,
     });
     r.adversarial.dispose();

@@ -9,10 +9,11 @@
  * batch of re-scoring. Phase changes (suspect class, first clean set, re-selection, stage set-up)
  * happen between units and cost no unit.
  *
- * Determinism: every shuffle and random start is drawn from the seed and the cursor (`rng.ts`),
- * the SGD momentum, teacher and anchor weights and the trigger's Adam moments travel in the state
- * bit for bit, and layers run in inference mode by default (no dropout draws), so on one backend
- * a run split into any number of rounds ends with the same weights as one long round.
+ * Determinism: every shuffle and random start is drawn from the seed and the cursor
+ * (`streams.ts`, `../random/rng.ts`), the SGD momentum, teacher and anchor weights and the
+ * trigger's Adam moments travel in the state bit for bit, and layers run in inference mode by
+ * default (no dropout draws), so on one backend a run split into any number of rounds ends with
+ * the same weights as one long round.
  *
  * Time: before each unit the round checks the signal and stops if the unit's measured duration
  * (carried in the state) would take it past `maxMs`. The first unit of a round always runs, so
@@ -24,14 +25,13 @@ import * as tf from "@tensorflow/tfjs";
 import { pgd } from "../attacks/pgd.ts";
 import { UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
-import { checkLabels } from "../metrics/check.ts";
+import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { evaluate, type EvaluateInput, type EvaluateReport } from "../metrics/evaluate.ts";
-import { auroc, flagMetrics } from "../detect/roc.ts";
+import { opSeed, seededDraw } from "../random/rng.ts";
+import { yieldPoint } from "../tensor/yield_point.ts";
 import { canonicalJson } from "./codec.ts";
-import { resolveSchedule, type RoundParams } from "./params.ts";
-import { opSeed, seededDraw, STREAM } from "./rng.ts";
-import type { ReconstructStage, Schedule, TrainStage } from "./schedule.ts";
+import { round4, type RoundEvent, roundOrNull, type StageEndEvent } from "./events.ts";
 import {
   type EvidenceContext,
   evidenceDecision,
@@ -42,31 +42,35 @@ import {
   runEvidenceUnit,
   stampEach,
 } from "./evidence_phase.ts";
-import { median } from "./target_evidence.ts";
+import { resolveSchedule, type RoundParams } from "./params.ts";
+import { progressShare, remainingUnits } from "./progress.ts";
+import { rescore } from "./rescore.ts";
 import {
-  initialMembership,
-  reselect,
-  rowArgmax,
-  scopedSuspicion,
-  suspectClass,
-  suspicion,
-} from "./selection.ts";
+  isMultiProbe,
+  type ReconstructStage,
+  type Schedule,
+  type TrainStage,
+  trainStageSteps,
+} from "./schedule.ts";
+import { initialMembership, rowArgmax, suspectClass } from "./selection.ts";
 import { MomentumSgd } from "./sgd.ts";
 import {
   CLEAN,
-  type DecodedArrays,
-  encode,
+  encodeState,
   FLAGGED,
+  freshState,
   MAX_HISTORY,
   openState,
   type PurifyState,
   type RoundReportEntry,
+  type RoundState,
   scoreUnits,
   sealState,
   stampSize,
-  STATE_FORMAT,
-  STATE_VERSION,
 } from "./state.ts";
+import { STREAM } from "./streams.ts";
+import { median } from "./target_evidence.ts";
+import { MeanTeacher } from "./teacher.ts";
 import { LOSS_TERMS, type LossTerm, type StepBatch, trainStep } from "./train_step.ts";
 import {
   disposeTriggerVars,
@@ -84,7 +88,6 @@ import {
   trainableVariables,
   unflatten,
 } from "./weights.ts";
-import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface RoundContext {
   /** Most units of work this round (the service's MAX_ROUND_STEPS). */
@@ -101,7 +104,9 @@ export interface RoundContext {
   evaluate?: EvaluateInput & { poisoned?: Uint8Array; batchSize?: number };
 }
 
-export interface RoundReport extends RoundReportEntry {
+export interface RoundReport extends Omit<RoundReportEntry, "events"> {
+  /** What happened this round, in order (at most 64). */
+  events: RoundEvent[];
   done: boolean;
   /** The primary suspect (the class a reconstruct stage refines), or null. */
   suspect_class: number | null;
@@ -117,20 +122,22 @@ export interface RoundReport extends RoundReportEntry {
 }
 
 export interface RoundResult {
+  /** The sealed state to hand the next round. */
   state: PurifyState;
+  /**
+   * The same state as the round left it, decoded (scores, membership and the other arrays as
+   * typed arrays), for in-process callers that would otherwise decode `state` again.
+   */
+  live: RoundState;
   report: RoundReport;
   done: boolean;
 }
 
-type Unsealed = Omit<PurifyState, "checksum">;
 /** Loss terms of train steps, plus the trigger reconstruction's objective. */
 type ReportedLoss = LossTerm | "reconstruct";
 
-/** Steps a train stage takes over a clean set of `clean` images. */
-export function trainStageSteps(stage: TrainStage, clean: number): number {
-  if (stage.steps !== undefined) return stage.steps;
-  return Math.max(1, Math.ceil((stage.epochs * clean) / stage.batch_size));
-}
+/** A stamp as `(1 − m)·x + m·p + δ` parts. */
+type StampParts = { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D };
 
 /**
  * Runs one round. `state` is the previous round's state (undefined for the first round);
@@ -155,73 +162,25 @@ export async function runRound(
   checkBatchFits(images, clf.inputShape);
   checkLabels(images, labels, clf.numClasses);
   const start = performance.now();
-  const [n, h, w, c] = images.shape;
-  const k = clf.numClasses;
+  const [n, height, width, channels] = images.shape;
   const vars = trainableVariables(clf);
-  const p = paramCount(clf);
+  const dims = { n, height, width, channels, numClasses: clf.numClasses, params: paramCount(clf) };
   const [dsFp, modelFp] = await Promise.all([
     datasetFingerprint(images, labels),
     modelFingerprint(clf),
   ]);
-  let st: Unsealed;
-  let arrays: DecodedArrays;
+  let st: RoundState;
   if (state === undefined) {
-    const schedule = resolveSchedule(params.schedule);
-    const seed = params.seed ?? 0;
-    st = {
-      format: STATE_FORMAT,
-      version: STATE_VERSION,
-      schedule,
-      seed,
-      fingerprints: { dataset: dsFp, original_model: modelFp, current_model: modelFp },
-      dataset: { n, height: h, width: w, channels: c, num_classes: k, params: p },
-      cursor: { phase: "init", stage: 0, step: 0, total: scoreUnits(schedule, n), attempt: 0 },
-      rounds: 0,
-      steps_done: 0,
-      suspect: null,
-      evidence: null,
-      stamps: null,
-      infected_logits: "",
-      current_logits: null,
-      scores: null,
-      membership: "",
-      relabel: null,
-      trigger: null,
-      probe: null,
-      momentum: null,
-      teacher: null,
-      reference: null,
-      timing: {},
-      history_dropped: 0,
-      history: [],
-    };
-    arrays = {
-      infectedLogits: new Float32Array(n * k),
-      currentLogits: null,
-      scores: null,
-      membership: new Uint8Array(n),
-      probeBase: null,
-      relabel: null,
-      momentum: null,
-      teacher: null,
-      reference: null,
-      trigger: null,
-      evidence: null,
-      stamps: null,
-    };
+    st = freshState(resolveSchedule(params.schedule), params.seed ?? 0, dims, {
+      dataset: dsFp,
+      model: modelFp,
+    });
   } else {
-    const opened = await openState(state, {
-      n,
-      height: h,
-      width: w,
-      channels: c,
-      numClasses: k,
-      params: p,
+    st = await openState(state, {
+      ...dims,
       datasetFingerprint: dsFp,
       modelFingerprint: modelFp,
     });
-    st = opened.state;
-    arrays = opened.arrays;
     if (
       params.schedule !== undefined &&
       canonicalJson(resolveSchedule(params.schedule)) !== canonicalJson(st.schedule)
@@ -238,26 +197,29 @@ export async function runRound(
       );
     }
   }
-  const engine = new Engine(clf, vars, images, labels, st, arrays, ctx);
+  const work = new RoundWork(clf, vars, images, labels, st, ctx);
   try {
     const maxSteps = Math.min(ctx.maxSteps, params.max_steps ?? Infinity);
     const maxMs = Math.min(ctx.maxMs, params.max_ms ?? Infinity);
-    await engine.run(maxSteps, maxMs, start);
-    return await engine.finish(start);
+    await work.run(maxSteps, maxMs, start);
+    return await work.finish(start);
   } finally {
-    engine.dispose();
+    work.dispose();
   }
 }
 
-/** The mutable working set of one round. */
-class Engine {
+/**
+ * The mutable working set of one round: the state (one view, arrays decoded) and the tensors made
+ * from it (images, SGD momentum, trigger, teacher and anchor weights, stamps).
+ */
+class RoundWork {
   readonly #k: number;
   readonly #n: number;
   readonly #schedule: Schedule;
   #x: tf.Tensor4D | undefined;
   #sgd: MomentumSgd | undefined;
   #trigger: TriggerVars | undefined;
-  #teacher: tf.Variable[] | undefined;
+  #teacher: MeanTeacher | undefined;
   #reference: tf.Tensor[] | undefined;
   #cleanCache: Int32Array | undefined;
   #permCache = new Map<string, Int32Array>();
@@ -265,30 +227,29 @@ class Engine {
   #evalMs = 0;
   #lossSums: Partial<Record<ReportedLoss, number>> = {};
   #lossCounts: Partial<Record<ReportedLoss, number>> = {};
-  #events: Record<string, unknown>[] = [];
+  #events: RoundEvent[] = [];
   #evidenceUnits: EvidenceUnit[] | undefined;
-  #stampTensors: { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] | undefined;
+  #stampTensors: StampParts[] | undefined;
   /** The reconstructed trigger's stamp parts made for the current step (disposed after it). */
-  #liveStamp: { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] = [];
+  #liveStamp: StampParts[] = [];
 
   constructor(
     readonly clf: Classifier,
     readonly vars: tf.Variable[],
     readonly images: ImageBatch,
     readonly labels: Int32Array,
-    readonly st: Unsealed,
-    readonly a: DecodedArrays,
+    readonly st: RoundState,
     readonly ctx: RoundContext,
   ) {
     this.#k = clf.numClasses;
     this.#n = labels.length;
     this.#schedule = st.schedule;
-    if (a.trigger) {
+    if (st.trigger) {
       const { height: h, width: w, channels: c } = st.dataset;
-      this.#trigger = triggerVars(a.trigger, h, w, c);
+      this.#trigger = triggerVars(st.trigger.arrays, h, w, c);
     }
-    if (a.teacher) this.#teacher = unflatten(vars, a.teacher).map((t) => keepVar(t));
-    if (a.reference) this.#reference = unflatten(vars, a.reference);
+    if (st.teacher) this.#teacher = MeanTeacher.fromFlat(vars, st.teacher);
+    if (st.reference) this.#reference = unflatten(vars, st.reference);
   }
 
   get #training(): boolean {
@@ -313,7 +274,7 @@ class Engine {
   /** The training pool: the clean set, or while a multi-rate probe runs, the one it started from. */
   #clean(): Int32Array {
     if (this.#cleanCache === undefined) {
-      const m = this.a.probeBase ?? this.a.membership;
+      const m = this.st.probe?.base_membership ?? this.st.membership;
       const out: number[] = [];
       for (let i = 0; i < this.#n; i++) if (m[i] === CLEAN) out.push(i);
       this.#cleanCache = Int32Array.from(out);
@@ -323,7 +284,7 @@ class Engine {
 
   #flagged(): Int32Array {
     const out: number[] = [];
-    for (let i = 0; i < this.#n; i++) if (this.a.membership[i] === FLAGGED) out.push(i);
+    for (let i = 0; i < this.#n; i++) if (this.st.membership[i] === FLAGGED) out.push(i);
     return Int32Array.from(out);
   }
 
@@ -394,7 +355,7 @@ class Engine {
   async #unit(): Promise<void> {
     const c = this.st.cursor;
     if (c.phase === "init" || c.phase === "score") {
-      const target = c.phase === "init" ? this.a.infectedLogits : this.a.currentLogits!;
+      const target = c.phase === "init" ? this.st.infected_logits : this.st.current_logits!;
       await this.#scoreBatch(c.step, target);
       c.step++;
       if (c.step === c.total) {
@@ -405,12 +366,8 @@ class Engine {
     }
     if (c.phase === "evidence") {
       const units = this.#evidenceUnits ??= evidenceUnits(this.#evidenceCtx());
-      await runEvidenceUnit(
-        this.#evidenceCtx(),
-        units[c.step],
-        this.st.evidence!,
-        this.a.evidence!,
-      );
+      const ev = this.st.evidence!;
+      await runEvidenceUnit(this.#evidenceCtx(), units[c.step], ev, ev.arrays);
       c.step++;
       if (c.step === c.total) this.#finishEvidence();
       return;
@@ -437,7 +394,7 @@ class Engine {
     return {
       clf: this.clf,
       labels: this.labels,
-      infected: this.a.infectedLogits,
+      infected: this.st.infected_logits,
       dims: { h, w, c, k: this.#k },
       options: this.#schedule.suspect.evidence,
       seed: this.st.seed,
@@ -451,9 +408,7 @@ class Engine {
       const ctx = this.#evidenceCtx();
       const units = evidenceUnits(ctx);
       if (units.length > 0) {
-        const fresh = freshEvidence(ctx);
-        this.st.evidence = fresh.state;
-        this.a.evidence = fresh.arrays;
+        this.st.evidence = freshEvidence(ctx);
         this.#evidenceUnits = units;
         this.st.cursor = { phase: "evidence", stage: 0, step: 0, total: units.length, attempt: 0 };
         return;
@@ -479,11 +434,8 @@ class Engine {
     const d = evidenceDecision(this.#evidenceCtx(), ev, rule.min_excess);
     const s = suspectClass(this.labels, this.#k, rule);
     const { height: h, width: w, channels: c } = this.st.dataset;
-    const stamps = evidenceStamps(d, ev, this.a.evidence!, { h, w, c, k: this.#k });
-    this.st.stamps = stamps && { kinds: stamps.kinds, data: "" };
-    this.a.stamps = stamps?.data ?? null;
+    this.st.stamps = evidenceStamps(d, ev, ev.arrays, { h, w, c, k: this.#k });
     this.st.evidence = null;
-    this.a.evidence = null;
     const primary = d.primary;
     this.#start({
       class: primary,
@@ -497,12 +449,12 @@ class Engine {
     });
   }
 
-  #start(suspect: NonNullable<Unsealed["suspect"]>): void {
+  #start(suspect: NonNullable<RoundState["suspect"]>): void {
     this.st.suspect = suspect;
-    this.a.membership = initialMembership(
+    this.st.membership = initialMembership(
       this.#schedule,
       this.labels,
-      this.a.infectedLogits,
+      this.st.infected_logits,
       this.#k,
       suspect.all_to_all ? [] : suspect.classes,
       this.st.seed,
@@ -532,9 +484,7 @@ class Engine {
   /** Sets up stage `s` (or `done`), skipping stages that have nothing to do. */
   #enterStage(s: number): void {
     const stages = this.#schedule.stages;
-    this.#sgd?.dispose();
-    this.#sgd = undefined;
-    this.a.momentum = null;
+    this.#resetMomentum();
     this.#disposeTeacherAndReference();
     this.#permCache.clear();
     for (; s < stages.length; s++) {
@@ -556,31 +506,23 @@ class Engine {
           start.patternLogits.set(scanned.subarray(h * w));
         }
         this.#trigger = triggerVars(start, h, w, c);
-        this.st.trigger = {
-          target,
-          mask_logits: "",
-          pattern_logits: "",
-          adam_mask_m: "",
-          adam_mask_v: "",
-          adam_pattern_m: "",
-          adam_pattern_v: "",
-          adam_t: 0,
-          mask_mean: null,
-          success: null,
-        };
+        this.st.trigger = { target, mask_mean: null, success: null, arrays: start };
         this.st.cursor = { phase: "stage", stage: s, step: 0, total: stage.steps, attempt: 0 };
         return;
       }
       const total = trainStageSteps(stage, this.#clean().length);
       if (stage.losses.mean_teacher > 0) {
-        this.#teacher = this.vars.map((v) => keepVar(tf.clone(v)));
+        this.#teacher = MeanTeacher.of(this.vars);
       }
       if (stage.unlearn.anchor_l1 > 0 || stage.revert) {
         this.#reference = this.vars.map((v) => tf.clone(v));
       }
       if (isMultiProbe(stage)) {
-        this.a.probeBase = this.a.membership.slice();
-        this.st.probe = { base_membership: "", best_separation: null, best_attempt: null };
+        this.st.probe = {
+          base_membership: this.st.membership.slice(),
+          best_separation: null,
+          best_attempt: null,
+        };
       }
       this.st.cursor = { phase: "stage", stage: s, step: 0, total, attempt: 0 };
       return;
@@ -591,10 +533,10 @@ class Engine {
   async #finishStage(): Promise<void> {
     const s = this.st.cursor.stage;
     const stage = this.#schedule.stages[s];
-    const event: Record<string, unknown> = {
+    const event: StageEndEvent = {
       event: "stage_end",
       stage: stage.name,
-      ms: this.st.timing[`total:${stage.name}`] ?? 0,
+      time_ms: this.st.timing[`total:${stage.name}`] ?? 0,
     };
     if (stage.kind === "reconstruct" && this.st.trigger) {
       event.trigger = {
@@ -606,10 +548,8 @@ class Engine {
     this.#events.push(event);
     await this.#evaluate(stage.name);
     if (stage.kind === "train" && stage.rescore !== null) {
-      this.a.currentLogits = new Float32Array(this.#n * this.#k);
-      this.#sgd?.dispose();
-      this.#sgd = undefined;
-      this.a.momentum = null;
+      this.st.current_logits = new Float32Array(this.#n * this.#k);
+      this.#resetMomentum();
       // A probe keeps its starting weights until the scoring pass is over.
       this.#disposeTeacherAndReference(stage.revert);
       this.st.cursor = {
@@ -629,71 +569,38 @@ class Engine {
     const s = this.st.cursor.stage;
     const attempt = this.st.cursor.attempt;
     const stage = this.#schedule.stages[s] as TrainStage;
-    const rule = stage.rescore!;
-    const z = this.a.currentLogits!;
-    const suspects = this.#suspects();
     const multi = isMultiProbe(stage);
-    const base = multi ? this.a.probeBase! : this.a.membership;
-    const u = suspicion(rule.score, this.a.infectedLogits, z, this.labels, this.#k, suspects);
-    const r = reselect(rule, u, this.a.infectedLogits, z, this.labels, base, this.#k, suspects);
     const probe = this.st.probe;
-    const sep = r.separation ?? 0;
-    const adopt = !multi || probe!.best_separation === null || sep > probe!.best_separation;
-    const scores = scopedSuspicion(u, this.labels, rule, suspects);
-    if (adopt) {
-      this.a.scores = scores;
-      this.a.membership = r.membership;
-      this.a.relabel = r.relabel;
+    const out = rescore({
+      stage,
+      attempt,
+      infected: this.st.infected_logits,
+      current: this.st.current_logits!,
+      labels: this.labels,
+      numClasses: this.#k,
+      suspects: this.#suspects(),
+      base: multi ? probe!.base_membership : this.st.membership,
+      bestSeparation: probe?.best_separation ?? null,
+      poisoned: this.ctx.evaluate?.poisoned,
+    });
+    if (out.adopt) {
+      const r = out.selection;
+      this.st.scores = out.scores;
+      this.st.membership = r.membership;
+      this.st.relabel = r.relabel;
       if (multi) {
-        probe!.best_separation = round4(sep);
+        probe!.best_separation = round4(r.separation ?? 0);
         probe!.best_attempt = attempt;
       }
     }
-    this.a.currentLogits = null;
+    this.st.current_logits = null;
     this.#cleanCache = undefined;
     this.#permCache.clear();
-    const flagged = r.membership.reduce((c, m) => c + (m === FLAGGED ? 1 : 0), 0);
-    const event: Record<string, unknown> = {
-      event: "rescore",
-      stage: stage.name,
-      ...(multi ? { attempt, lr: stage.probe_lrs![attempt], adopted: adopt } : {}),
-      score: rule.score,
-      threshold: roundOrNull(r.threshold),
-      separation: roundOrNull(r.separation),
-      bimodal: r.bimodal,
-      ...(r.groups.length > 1
-        ? {
-          groups: r.groups.map((g) => ({
-            ...g,
-            threshold: roundOrNull(g.threshold),
-            separation: roundOrNull(g.separation),
-          })),
-        }
-        : {}),
-      newly_flagged: r.newlyFlagged,
-      flagged,
-      clean_set: r.membership.reduce((c, m) => c + (m === CLEAN ? 1 : 0), 0),
-    };
-    const truth = this.ctx.evaluate?.poisoned;
-    if (truth && truth.length === this.#n) {
-      const flags = Uint8Array.from(r.membership, (v) => (v === FLAGGED ? 1 : 0));
-      const f = flagMetrics(flags, truth);
-      let poisonInClean = 0;
-      for (let i = 0; i < this.#n; i++) if (truth[i] && r.membership[i] === CLEAN) poisonInClean++;
-      event.detection = {
-        auroc: roundOrNull(auroc(scores, truth)),
-        precision: round4(f.precision),
-        recall: round4(f.recall),
-        poison_in_clean_set: poisonInClean,
-      };
-    }
-    this.#events.push(event);
+    this.#events.push(out.event);
     if (stage.revert) this.#revert(stage.name);
     if (multi && attempt + 1 < stage.probe_lrs!.length) {
       // The next rate starts from the same weights (just restored) and a fresh momentum.
-      this.#sgd?.dispose();
-      this.#sgd = undefined;
-      this.a.momentum = null;
+      this.#resetMomentum();
       this.st.cursor = {
         phase: "stage",
         stage: s,
@@ -712,7 +619,6 @@ class Engine {
         separation: probe!.best_separation,
       });
       this.st.probe = null;
-      this.a.probeBase = null;
       this.#cleanCache = undefined;
     }
     this.#enterStage(s + 1);
@@ -740,7 +646,7 @@ class Engine {
       asr: roundOrNull(r.backdoor?.asr ?? null),
       robust_accuracy: roundOrNull(r.robust?.robust_accuracy ?? null),
       per_class_accuracy: r.clean.per_class.map((f) => roundOrNull(f.value)),
-      ms: Math.round(r.ms),
+      time_ms: r.time_ms,
     });
     this.#evalMs += performance.now() - t0;
   }
@@ -766,7 +672,7 @@ class Engine {
   async #trainStep(stage: TrainStage, s: number, step: number): Promise<void> {
     const clean = this.#clean();
     const bs = Math.min(stage.batch_size, clean.length);
-    this.#sgd ??= new MomentumSgd(this.vars, this.a.momentum);
+    this.#sgd ??= new MomentumSgd(this.vars, this.st.momentum);
     const spe = Math.ceil(clean.length / bs);
     const epoch = Math.floor(step / spe), b = step % spe;
     const from = epoch * clean.length + b * bs;
@@ -785,7 +691,7 @@ class Engine {
           stepSize: stage.pgd.step_size ?? stage.pgd.eps / 4,
           randomStart: true,
           earlyStop: false,
-          seed: opSeed(this.st.seed, s, step),
+          seed: opSeed(this.st.seed, STREAM.pgd, s, step),
           target,
           signal: this.ctx.signal,
         });
@@ -800,14 +706,16 @@ class Engine {
         const fb = stage.unlearn.batch_size;
         const fIdx = this.#draw(flagged, STREAM.flaggedShuffle, s, step * fb, fb);
         batch.xFlag = this.#batch(fIdx);
-        const relabel = this.a.relabel;
+        const relabel = this.st.relabel;
         batch.yFlag = stage.unlearn.mode === "relabel" && relabel
           ? this.#labelsOf(fIdx, relabel)
           : this.#labelsOf(fIdx);
       }
-      if (w.mean_teacher > 0 && this.#teacher) batch.teacherProbs = this.#teacherProbs(batch.x);
+      if (w.mean_teacher > 0 && this.#teacher) {
+        batch.teacherProbs = this.#teacher.probs(this.clf, this.vars, batch.x, this.#training);
+      }
       if (w.distill > 0) {
-        const k = this.#k, z0 = this.a.infectedLogits;
+        const k = this.#k, z0 = this.st.infected_logits;
         const rows = new Float32Array(idx.length * k);
         idx.forEach((i, j) => rows.set(z0.subarray(i * k, (i + 1) * k), j * k));
         batch.infectedLogits = tf.tensor2d(rows, [idx.length, k]);
@@ -821,7 +729,7 @@ class Engine {
         reference: this.#reference,
       });
       for (const [name, v] of Object.entries(losses)) this.#addLoss(name as LossTerm, v!);
-      if (this.#teacher) this.#emaUpdate(stage.mean_teacher.ema_decay);
+      this.#teacher?.update(this.vars, stage.mean_teacher.ema_decay);
     } finally {
       tf.dispose(Object.values(batch));
       for (const l of this.#liveStamp.splice(0)) tf.dispose([l.mask, l.pattern, l.delta]);
@@ -832,12 +740,12 @@ class Engine {
   *#stampEntries(): Generator<
     { kind: "patch" | "additive"; target: number | null; d: Float32Array }
   > {
-    if (!this.st.stamps || !this.a.stamps) return;
+    if (!this.st.stamps) return;
     const { height: h, width: w, channels: c } = this.st.dataset;
     let off = 0;
     for (const s of this.st.stamps.kinds) {
       const size = stampSize(s.kind, h, w, c);
-      yield { ...s, d: this.a.stamps.subarray(off, off + size) };
+      yield { ...s, d: this.st.stamps.data.subarray(off, off + size) };
       off += size;
     }
   }
@@ -853,10 +761,10 @@ class Engine {
    * trigger (live: a later reconstruct stage may still change it) and the evidence phase's
    * stamps, less the patch the reconstructed trigger refines.
    */
-  #stamps(): { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] {
+  #stamps(): StampParts[] {
     const { height: h, width: w, channels: c } = this.st.dataset;
     if (this.#stampTensors === undefined) {
-      const out: { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D }[] = [];
+      const out: StampParts[] = [];
       const refined = this.st.trigger?.target ?? null;
       for (const { d, ...s } of this.#stampEntries()) {
         if (s.kind === "patch" && this.#trigger && s.target === refined) continue;
@@ -892,26 +800,6 @@ class Engine {
     this.#stampTensors = undefined;
   }
 
-  /** Softmax of the teacher on `x`: the teacher's weights are swapped in for one forward pass. */
-  #teacherProbs(x: tf.Tensor4D): tf.Tensor2D {
-    const saved = this.vars.map((v) => tf.clone(v));
-    try {
-      this.vars.forEach((v, i) => v.assign(this.#teacher![i]));
-      return tf.tidy(() => tf.softmax(this.clf.logits(x, this.#training)));
-    } finally {
-      this.vars.forEach((v, i) => v.assign(saved[i]));
-      tf.dispose(saved);
-    }
-  }
-
-  #emaUpdate(decay: number): void {
-    tf.tidy(() => {
-      this.#teacher!.forEach((t, i) => {
-        t.assign(tf.add(tf.mul(t, decay), tf.mul(this.vars[i], 1 - decay)));
-      });
-    });
-  }
-
   #addLoss(name: ReportedLoss, v: number): void {
     if (!Number.isFinite(v)) return;
     this.#lossSums[name] = (this.#lossSums[name] ?? 0) + v;
@@ -919,97 +807,29 @@ class Engine {
   }
 
   #disposeTeacherAndReference(keepReference = false): void {
-    if (this.#teacher) tf.dispose(this.#teacher);
+    this.#teacher?.dispose();
     this.#teacher = undefined;
-    this.a.teacher = null;
+    this.st.teacher = null;
     if (keepReference) return;
     if (this.#reference) tf.dispose(this.#reference);
     this.#reference = undefined;
-    this.a.reference = null;
+    this.st.reference = null;
   }
 
-  /** Units still to run, with future train stages sized by the current clean set. */
-  #remaining(): number {
-    const c = this.st.cursor;
-    if (c.phase === "done") return 0;
-    const stages = this.#schedule.stages;
-    const score = scoreUnits(this.#schedule, this.#n);
-    let rest = c.total - c.step;
-    let next = c.stage;
-    if (c.phase === "init") {
-      next = 0;
-      if (this.#schedule.suspect.rule === "evidence") {
-        rest += evidenceUnitsBound(this.#schedule, this.#k);
-      }
-    } else if (c.phase === "evidence") {
-      next = 0;
-    } else if (c.phase === "stage") {
-      const s = stages[c.stage];
-      if (s.kind === "train" && s.rescore !== null) rest += score;
-      next = c.stage + 1;
-    } else {
-      next = c.stage + 1;
-    }
-    const current = stages[c.stage];
-    if (
-      c.phase !== "init" && c.phase !== "evidence" && current?.kind === "train" &&
-      isMultiProbe(current)
-    ) {
-      const left = current.probe_lrs!.length - 1 - c.attempt;
-      rest += left * (trainStageSteps(current, this.#clean().length) + score);
-    }
-    const clean = c.phase === "init" || c.phase === "evidence" ? this.#n : this.#clean().length;
-    for (let s = next; s < stages.length; s++) {
-      const stage = stages[s];
-      if (stage.kind === "reconstruct") rest += stage.steps;
-      else {
-        rest += trainStageSteps(stage, clean);
-        if (stage.rescore !== null) rest += score;
-      }
-    }
-    return rest;
+  /** Drops the SGD momentum: a stage, a scoring pass and each probe attempt start without. */
+  #resetMomentum(): void {
+    this.#sgd?.dispose();
+    this.#sgd = undefined;
+    this.st.momentum = null;
   }
 
   async finish(start: number): Promise<RoundResult> {
     const st = this.st;
     const c = st.cursor;
-    if (this.#sgd) this.a.momentum = await this.#sgd.export();
-    if (this.#teacher) this.a.teacher = await flatWeights(this.#teacher);
-    if (this.#reference) this.a.reference = await flatWeights(this.#reference);
-    if (this.#trigger && st.trigger) {
-      const t = await triggerArrays(this.#trigger);
-      st.trigger = {
-        ...st.trigger,
-        mask_logits: encode.f32(t.maskLogits),
-        pattern_logits: encode.f32(t.patternLogits),
-        adam_mask_m: encode.f32(t.maskM),
-        adam_mask_v: encode.f32(t.maskV),
-        adam_pattern_m: encode.f32(t.patternM),
-        adam_pattern_v: encode.f32(t.patternV),
-        adam_t: t.t,
-      };
-    }
-    if (st.evidence && this.a.evidence) {
-      const e = this.a.evidence;
-      st.evidence = {
-        ...st.evidence,
-        patch_triggers: encode.f32(e.patchTriggers),
-        additive_deltas: encode.f32(e.additiveDeltas),
-        untargeted_trigger: e.untargetedTrigger ? encode.f32(e.untargetedTrigger) : null,
-      };
-    }
-    if (st.stamps && this.a.stamps) st.stamps = { ...st.stamps, data: encode.f32(this.a.stamps) };
-    st.infected_logits = encode.f32(this.a.infectedLogits);
-    st.current_logits = this.a.currentLogits ? encode.f32(this.a.currentLogits) : null;
-    st.scores = this.a.scores ? encode.f32(this.a.scores) : null;
-    st.membership = encode.u8(this.a.membership);
-    if (st.probe && this.a.probeBase) {
-      st.probe = { ...st.probe, base_membership: encode.u8(this.a.probeBase) };
-    }
-    st.relabel = this.a.relabel ? encode.i32(this.a.relabel) : null;
-    st.momentum = this.a.momentum ? encode.f32(this.a.momentum) : null;
-    st.teacher = this.a.teacher ? encode.f32(this.a.teacher) : null;
-    st.reference = this.a.reference ? encode.f32(this.a.reference) : null;
+    if (this.#sgd) st.momentum = await this.#sgd.export();
+    if (this.#teacher) st.teacher = await this.#teacher.export();
+    if (this.#reference) st.reference = await flatWeights(this.#reference);
+    if (this.#trigger && st.trigger) st.trigger.arrays = await triggerArrays(this.#trigger);
     st.fingerprints = { ...st.fingerprints, current_model: await modelFingerprint(this.clf) };
     st.rounds++;
 
@@ -1018,21 +838,22 @@ class Engine {
       const cnt = this.#lossCounts[name];
       if (cnt) losses[name] = round4(this.#lossSums[name]! / cnt);
     }
-    const remaining = this.#remaining();
+    const remaining = remainingUnits(st, this.#clean().length);
     const flagged = this.#flagged();
-    const entry: RoundReportEntry = {
+    const events = this.#events.slice(0, 64);
+    const entry = {
       round: st.rounds,
       stage: c.phase === "done" || c.phase === "init" || c.phase === "evidence"
         ? c.phase
         : this.#schedule.stages[c.stage].name,
       phase: c.phase,
-      progress: round4(st.steps_done / Math.max(1, st.steps_done + remaining)),
+      progress: progressShare(st.steps_done, remaining),
       steps: this.#units,
-      ms: Math.round(performance.now() - start),
+      time_ms: Math.round(performance.now() - start),
       losses,
       clean_set: this.#clean().length,
       flagged: flagged.length,
-      events: this.#events.slice(0, 64),
+      events,
     };
     st.history.push(entry);
     if (st.history.length > MAX_HISTORY) {
@@ -1041,9 +862,10 @@ class Engine {
     }
     const done = c.phase === "done";
     if (done) entry.progress = 1;
-    const sealed = await sealState(st);
+    const sealed = await sealState(encodeState(st));
     return {
       state: sealed,
+      live: st,
       done,
       report: {
         ...entry,
@@ -1063,35 +885,7 @@ class Engine {
     this.#sgd?.dispose();
     disposeTriggerVars(this.#trigger);
     this.#disposeStampTensors();
-    if (this.#teacher) tf.dispose(this.#teacher);
+    this.#teacher?.dispose();
     if (this.#reference) tf.dispose(this.#reference);
   }
-}
-
-/** Most units an evidence phase can take (before the infected logits say how many apply). */
-function evidenceUnitsBound(schedule: Schedule, k: number): number {
-  const o = schedule.suspect.evidence;
-  const landing = o.landing_per_class > 0 ? Math.ceil((k * o.landing_per_class) / o.batch_size) : 0;
-  const patch = o.patch_steps > 0 ? k + (o.untargeted ? 1 : 0) : 0;
-  return landing + patch + (o.additive_steps > 0 ? k : 0);
-}
-
-/** A probe that tries several learning rates and keeps the cleanest split. */
-function isMultiProbe(stage: TrainStage): boolean {
-  return stage.revert && stage.rescore !== null && (stage.probe_lrs?.length ?? 0) > 1;
-}
-
-/** A non-trainable variable holding `t` (consumed). */
-function keepVar(t: tf.Tensor): tf.Variable {
-  const v = tf.variable(t, false);
-  t.dispose(); // the variable holds its own reference to the data
-  return v;
-}
-
-function round4(v: number): number {
-  return Math.round(v * 1e4) / 1e4;
-}
-
-function roundOrNull(v: number | null): number | null {
-  return v === null ? null : round4(v);
 }

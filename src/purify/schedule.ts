@@ -322,6 +322,17 @@ export type TrainStage = z.output<typeof TrainStageSchema>;
 export type ReconstructStage = z.output<typeof ReconstructStageSchema>;
 export type Rescore = z.output<typeof RescoreSchema>;
 
+/** Steps a train stage takes over a clean set of `clean` images. */
+export function trainStageSteps(stage: TrainStage, clean: number): number {
+  if (stage.steps !== undefined) return stage.steps;
+  return Math.max(1, Math.ceil((stage.epochs * clean) / stage.batch_size));
+}
+
+/** A probe that tries several learning rates and keeps the cleanest split. */
+export function isMultiProbe(stage: TrainStage): boolean {
+  return stage.revert && stage.rescore !== null && (stage.probe_lrs?.length ?? 0) > 1;
+}
+
 /**
  * Validates a schedule and fills in defaults.
  *

@@ -6,7 +6,8 @@
  * @module
  */
 import { UnprocessableError } from "../errors.ts";
-import { CounterRng, STREAM } from "./rng.ts";
+import { CounterRng } from "../random/rng.ts";
+import { STREAM } from "./streams.ts";
 import type { Rescore, Schedule } from "./schedule.ts";
 import { CLEAN, FLAGGED, POOL } from "./state.ts";
 

@@ -3,9 +3,9 @@
  * (the `state` part of `POST /v1/purify/rounds`).
  *
  * It carries the schedule, the cursor, the seed (all randomness is derived from the seed and the
- * cursor, see `rng.ts`), fingerprints of the dataset, of the original model and of the model the
- * last round returned, the infected model's logits on the extra set (computed once, in the first
- * rounds), scores, clean-set membership and flags, the reconstructed trigger with its Adam
+ * cursor, see `streams.ts`), fingerprints of the dataset, of the original model and of the model
+ * the last round returned, the infected model's logits on the extra set (computed once, in the
+ * first rounds), scores, clean-set membership and flags, the reconstructed trigger with its Adam
  * moments, the SGD momentum buffer, mean-teacher and anchor weights when a stage needs them, and
  * a history of round reports. Numeric arrays are base64 of little-endian float32/int32/uint8, so
  * they come back bit for bit and a resumed run ends exactly where an uninterrupted one does.
@@ -119,18 +119,32 @@ export const StampSchema = z.object({
   target: count.nullable().describe("the class it was searched towards; null: untargeted"),
 }).strict();
 
-export const RoundReportSchema = z.object({
-  round: count,
-  stage: z.string().max(64),
-  phase: z.string().max(16),
-  progress: z.number().min(0).max(1),
-  steps: count,
-  ms: z.number().min(0),
-  losses: z.record(z.string().max(32), z.number()).refine((r) => Object.keys(r).length <= 16),
-  clean_set: count,
-  flagged: count,
-  events: z.array(z.record(z.string().max(64), z.unknown())).max(64),
-}).strict();
+/**
+ * Round reports of states written before durations were named `time_ms` (as in every other
+ * reply) carry `ms`: they are read as `time_ms`, so those states still open. The checksum covers
+ * the state as it was written, not this reading.
+ */
+function legacyReport(v: unknown): unknown {
+  if (v === null || typeof v !== "object" || Array.isArray(v) || !("ms" in v)) return v;
+  const { ms, ...rest } = v as Record<string, unknown>;
+  return "time_ms" in rest ? v : { ...rest, time_ms: ms };
+}
+
+export const RoundReportSchema = z.preprocess(
+  legacyReport,
+  z.object({
+    round: count,
+    stage: z.string().max(64),
+    phase: z.string().max(16),
+    progress: z.number().min(0).max(1),
+    steps: count,
+    time_ms: z.number().min(0).describe("wall time of the round"),
+    losses: z.record(z.string().max(32), z.number()).refine((r) => Object.keys(r).length <= 16),
+    clean_set: count,
+    flagged: count,
+    events: z.array(z.record(z.string().max(64), z.unknown())).max(64),
+  }).strict(),
+);
 
 export const StateSchema = z.object({
   format: z.literal(STATE_FORMAT),
@@ -197,39 +211,143 @@ export const StateSchema = z.object({
 }).strict();
 
 export type PurifyState = z.output<typeof StateSchema>;
-export type Cursor = z.output<typeof CursorSchema>;
-export type TriggerState = z.output<typeof TriggerStateSchema>;
 export type RoundReportEntry = z.output<typeof RoundReportSchema>;
+type Unsealed = Omit<PurifyState, "checksum">;
+type EvidenceState = NonNullable<PurifyState["evidence"]>;
 
-/** What the request the state comes with looks like; the state must fit it. */
-export interface StateExpectation {
+/** The evidence phase's measurements, without its trigger arrays. */
+export type EvidenceMeasures = Omit<
+  EvidenceState,
+  "patch_triggers" | "additive_deltas" | "untargeted_trigger"
+>;
+
+/** Fields whose JSON form is base64 and whose {@link RoundState} form is a typed array. */
+type ArrayFields =
+  | "infected_logits"
+  | "current_logits"
+  | "scores"
+  | "membership"
+  | "relabel"
+  | "momentum"
+  | "teacher"
+  | "reference"
+  | "trigger"
+  | "probe"
+  | "evidence"
+  | "stamps";
+
+/**
+ * The state as a round works on it: the fields of {@link PurifyState} (less the checksum) with
+ * every base64 array decoded in place. {@link openState} and {@link freshState} make one,
+ * {@link encodeState} and {@link sealState} turn it back into the wire form.
+ */
+export interface RoundState extends Omit<Unsealed, ArrayFields> {
+  /** `[N, K]` logits of the infected model. */
+  infected_logits: Float32Array;
+  /** `[N, K]` logits of the current model while a scoring pass runs. */
+  current_logits: Float32Array | null;
+  /** `[N]` suspicion scores of the last adopted re-selection. */
+  scores: Float32Array | null;
+  /** `[N]` {@link POOL}, {@link CLEAN} or {@link FLAGGED}. */
+  membership: Uint8Array;
+  /** `[N]` labels flagged images are unlearned towards (-1: none). */
+  relabel: Int32Array | null;
+  /** Flat SGD momentum, mean-teacher and anchor weights (`params` floats each). */
+  momentum: Float32Array | null;
+  teacher: Float32Array | null;
+  reference: Float32Array | null;
+  /** The reconstructed trigger, with its Adam moments. */
+  trigger: LiveTrigger | null;
+  probe: {
+    base_membership: Uint8Array;
+    best_separation: number | null;
+    best_attempt: number | null;
+  } | null;
+  evidence: LiveEvidence | null;
+  /** Concatenated stamp data of `kinds`, in order. */
+  stamps: { kinds: Stamp[]; data: Float32Array } | null;
+}
+
+/** A reconstructed trigger in a {@link RoundState}. */
+export interface LiveTrigger {
+  target: number;
+  /** Mean mask value and attack success on the last reconstruction batch (reports only). */
+  mask_mean: number | null;
+  success: number | null;
+  arrays: TriggerArrays;
+}
+
+/** The evidence phase's state in a {@link RoundState}. */
+export type LiveEvidence = EvidenceMeasures & { arrays: EvidenceArrays };
+
+/** A stamp kind of `stamps.kinds`. */
+export type Stamp = z.output<typeof StampSchema>;
+
+/** The shape of the first round's extra set and model. */
+export interface StateDims {
   n: number;
   height: number;
   width: number;
   channels: number;
   numClasses: number;
   params: number;
-  datasetFingerprint: string;
-  modelFingerprint: string;
 }
 
-/** Decoded numeric arrays of a validated state. */
-export interface DecodedArrays {
-  infectedLogits: Float32Array;
-  currentLogits: Float32Array | null;
-  scores: Float32Array | null;
-  membership: Uint8Array;
-  probeBase: Uint8Array | null;
-  relabel: Int32Array | null;
-  momentum: Float32Array | null;
-  teacher: Float32Array | null;
-  reference: Float32Array | null;
-  /** The reconstructed trigger and its Adam moments, when the state carries one. */
-  trigger: TriggerArrays | null;
-  /** The evidence phase's triggers (see {@link EvidenceStateSchema}), while it runs. */
-  evidence: EvidenceArrays | null;
-  /** Concatenated stamp data (see `stamps.kinds`). */
-  stamps: Float32Array | null;
+/**
+ * The state of a purification that has not started: cursor at the first unit of the infected
+ * logits' scoring pass, every image in the pool, nothing suspected.
+ */
+export function freshState(
+  schedule: Schedule,
+  seed: number,
+  d: StateDims,
+  fingerprints: { dataset: string; model: string },
+): RoundState {
+  const { n, numClasses: k } = d;
+  return {
+    format: STATE_FORMAT,
+    version: STATE_VERSION,
+    schedule,
+    seed,
+    fingerprints: {
+      dataset: fingerprints.dataset,
+      original_model: fingerprints.model,
+      current_model: fingerprints.model,
+    },
+    dataset: {
+      n,
+      height: d.height,
+      width: d.width,
+      channels: d.channels,
+      num_classes: k,
+      params: d.params,
+    },
+    cursor: { phase: "init", stage: 0, step: 0, total: scoreUnits(schedule, n), attempt: 0 },
+    rounds: 0,
+    steps_done: 0,
+    suspect: null,
+    evidence: null,
+    stamps: null,
+    infected_logits: new Float32Array(n * k),
+    current_logits: null,
+    scores: null,
+    membership: new Uint8Array(n),
+    relabel: null,
+    trigger: null,
+    probe: null,
+    momentum: null,
+    teacher: null,
+    reference: null,
+    timing: {},
+    history_dropped: 0,
+    history: [],
+  };
+}
+
+/** What the request the state comes with looks like; the state must fit it. */
+export interface StateExpectation extends StateDims {
+  datasetFingerprint: string;
+  modelFingerprint: string;
 }
 
 export interface EvidenceArrays {
@@ -246,13 +364,13 @@ export function stampSize(kind: "patch" | "additive", h: number, w: number, c: n
 const CHECKSUM_DOMAIN = "purifier.purify.state/v1\n";
 
 /** SHA-256 of the canonical JSON of the state without its checksum. */
-export function stateChecksum(state: Omit<PurifyState, "checksum">): Promise<string> {
+export function stateChecksum(state: Unsealed): Promise<string> {
   const { checksum: _drop, ...rest } = state as PurifyState;
   return sha256Hex(new TextEncoder().encode(CHECKSUM_DOMAIN + canonicalJson(rest)));
 }
 
 /** Adds (or replaces) the checksum. */
-export async function sealState(state: Omit<PurifyState, "checksum">): Promise<PurifyState> {
+export async function sealState(state: Unsealed): Promise<PurifyState> {
   return { ...state, checksum: await stateChecksum(state) } as PurifyState;
 }
 
@@ -268,7 +386,7 @@ export async function sealState(state: Omit<PurifyState, "checksum">): Promise<P
 export async function openState(
   json: unknown,
   expect: StateExpectation,
-): Promise<{ state: PurifyState; arrays: DecodedArrays }> {
+): Promise<RoundState> {
   const r = StateSchema.safeParse(json);
   if (!r.success) {
     const issues = r.error.issues.slice(0, 20).map((i) =>
@@ -281,7 +399,8 @@ export async function openState(
     );
   }
   const state = r.data;
-  const sum = await stateChecksum(state);
+  // Over what was sent, which the schema has accepted: reading old reports renames a field.
+  const sum = await stateChecksum(json as PurifyState);
   if (sum !== state.checksum) {
     throw new ValidationError(
       "the purification state's checksum does not match its content: it was modified or " +
@@ -290,7 +409,7 @@ export async function openState(
   }
   checkFits(state, expect);
   checkCursor(state);
-  return { state, arrays: decodeArrays(state) };
+  return decodeState(state);
 }
 
 function checkFits(state: PurifyState, e: StateExpectation): void {
@@ -400,22 +519,35 @@ function checkCursor(state: PurifyState): void {
   }
 }
 
-function decodeArrays(state: PurifyState): DecodedArrays {
+function decodeState(state: PurifyState): RoundState {
   const { n, num_classes: k, params } = state.dataset;
-  const arrays: DecodedArrays = {
-    infectedLogits: base64ToF32(state.infected_logits, n * k, "infected_logits"),
-    currentLogits: state.current_logits === null
-      ? null
-      : base64ToF32(state.current_logits, n * k, "current_logits"),
-    scores: state.scores === null ? null : base64ToF32(state.scores, n, "scores"),
-    membership: base64ToU8(state.membership, n, FLAGGED, "membership"),
-    probeBase: state.probe === null
-      ? null
-      : base64ToU8(state.probe.base_membership, n, FLAGGED, "probe.base_membership"),
-    relabel: state.relabel === null ? null : base64ToI32(state.relabel, n, -1, k - 1, "relabel"),
-    momentum: state.momentum === null ? null : base64ToF32(state.momentum, params, "momentum"),
-    teacher: state.teacher === null ? null : base64ToF32(state.teacher, params, "teacher"),
-    reference: state.reference === null ? null : base64ToF32(state.reference, params, "reference"),
+  const { checksum: _checksum, ...fields } = state;
+  const infected = base64ToF32(state.infected_logits, n * k, "infected_logits");
+  const current = state.current_logits === null
+    ? null
+    : base64ToF32(state.current_logits, n * k, "current_logits");
+  const scores = state.scores === null ? null : base64ToF32(state.scores, n, "scores");
+  const membership = base64ToU8(state.membership, n, FLAGGED, "membership");
+  const probe = state.probe === null ? null : {
+    ...state.probe,
+    base_membership: base64ToU8(state.probe.base_membership, n, FLAGGED, "probe.base_membership"),
+  };
+  const relabel = state.relabel === null
+    ? null
+    : base64ToI32(state.relabel, n, -1, k - 1, "relabel");
+  const flat = (b64: string | null, what: string) =>
+    b64 === null ? null : base64ToF32(b64, params, what);
+  const live: RoundState = {
+    ...fields,
+    infected_logits: infected,
+    current_logits: current,
+    scores,
+    membership,
+    probe,
+    relabel,
+    momentum: flat(state.momentum, "momentum"),
+    teacher: flat(state.teacher, "teacher"),
+    reference: flat(state.reference, "reference"),
     trigger: null,
     evidence: null,
     stamps: null,
@@ -442,22 +574,26 @@ function decodeArrays(state: PurifyState): DecodedArrays {
         `invalid purification state: evidence arrays need one entry per class (${k})`,
       );
     }
-    arrays.evidence = {
-      patchTriggers: base64ToF32(
-        ev.patch_triggers,
-        k * stampSize("patch", h, w, c),
-        "evidence.patch_triggers",
-      ),
-      additiveDeltas: base64ToF32(
-        ev.additive_deltas,
-        k * stampSize("additive", h, w, c),
-        "evidence.additive_deltas",
-      ),
-      untargetedTrigger: ev.untargeted_trigger === null ? null : base64ToF32(
-        ev.untargeted_trigger,
-        stampSize("patch", h, w, c),
-        "evidence.untargeted_trigger",
-      ),
+    const { patch_triggers, additive_deltas, untargeted_trigger, ...measures } = ev;
+    live.evidence = {
+      ...measures,
+      arrays: {
+        patchTriggers: base64ToF32(
+          patch_triggers,
+          k * stampSize("patch", h, w, c),
+          "evidence.patch_triggers",
+        ),
+        additiveDeltas: base64ToF32(
+          additive_deltas,
+          k * stampSize("additive", h, w, c),
+          "evidence.additive_deltas",
+        ),
+        untargetedTrigger: untargeted_trigger === null ? null : base64ToF32(
+          untargeted_trigger,
+          stampSize("patch", h, w, c),
+          "evidence.untargeted_trigger",
+        ),
+      },
     };
   }
   if (state.stamps !== null) {
@@ -465,7 +601,10 @@ function decodeArrays(state: PurifyState): DecodedArrays {
     if (state.stamps.kinds.some((s) => s.target !== null && s.target >= k)) {
       throw new ValidationError(`invalid purification state: a stamp targets a class ≥ ${k}`);
     }
-    arrays.stamps = base64ToF32(state.stamps.data, total, "stamps.data");
+    live.stamps = {
+      kinds: state.stamps.kinds,
+      data: base64ToF32(state.stamps.data, total, "stamps.data"),
+    };
   }
   const t = state.trigger;
   if (t !== null) {
@@ -474,22 +613,58 @@ function decodeArrays(state: PurifyState): DecodedArrays {
         `invalid purification state: trigger target ${t.target}; allowed 0..${k - 1}`,
       );
     }
-    arrays.trigger = {
-      maskLogits: base64ToF32(t.mask_logits, h * w, "trigger.mask_logits"),
-      maskM: base64ToF32(t.adam_mask_m, h * w, "trigger.adam_mask_m"),
-      maskV: base64ToF32(t.adam_mask_v, h * w, "trigger.adam_mask_v"),
-      patternLogits: base64ToF32(t.pattern_logits, h * w * c, "trigger.pattern_logits"),
-      patternM: base64ToF32(t.adam_pattern_m, h * w * c, "trigger.adam_pattern_m"),
-      patternV: base64ToF32(t.adam_pattern_v, h * w * c, "trigger.adam_pattern_v"),
-      t: t.adam_t,
+    live.trigger = {
+      target: t.target,
+      mask_mean: t.mask_mean,
+      success: t.success,
+      arrays: {
+        maskLogits: base64ToF32(t.mask_logits, h * w, "trigger.mask_logits"),
+        maskM: base64ToF32(t.adam_mask_m, h * w, "trigger.adam_mask_m"),
+        maskV: base64ToF32(t.adam_mask_v, h * w, "trigger.adam_mask_v"),
+        patternLogits: base64ToF32(t.pattern_logits, h * w * c, "trigger.pattern_logits"),
+        patternM: base64ToF32(t.adam_pattern_m, h * w * c, "trigger.adam_pattern_m"),
+        patternV: base64ToF32(t.adam_pattern_v, h * w * c, "trigger.adam_pattern_v"),
+        t: t.adam_t,
+      },
     };
   }
-  return arrays;
+  return live;
 }
 
-/** Base64 encoders, re-exported for the round engine. */
-export const encode = {
-  f32: f32ToBase64,
-  i32: i32ToBase64,
-  u8: bytesToBase64,
-};
+/** The wire form of `live` (every array base64 again), ready for {@link sealState}. */
+export function encodeState(live: RoundState): Unsealed {
+  const f32 = f32ToBase64;
+  const orNull = <T>(a: T | null, enc: (a: T) => string) => (a === null ? null : enc(a));
+  const { trigger: t, evidence: ev, stamps, probe } = live;
+  return {
+    ...live,
+    infected_logits: f32(live.infected_logits),
+    current_logits: orNull(live.current_logits, f32),
+    scores: orNull(live.scores, f32),
+    membership: bytesToBase64(live.membership),
+    relabel: orNull(live.relabel, i32ToBase64),
+    momentum: orNull(live.momentum, f32),
+    teacher: orNull(live.teacher, f32),
+    reference: orNull(live.reference, f32),
+    trigger: t && {
+      target: t.target,
+      mask_logits: f32(t.arrays.maskLogits),
+      pattern_logits: f32(t.arrays.patternLogits),
+      adam_mask_m: f32(t.arrays.maskM),
+      adam_mask_v: f32(t.arrays.maskV),
+      adam_pattern_m: f32(t.arrays.patternM),
+      adam_pattern_v: f32(t.arrays.patternV),
+      adam_t: t.arrays.t,
+      mask_mean: t.mask_mean,
+      success: t.success,
+    },
+    probe: probe && { ...probe, base_membership: bytesToBase64(probe.base_membership) },
+    evidence: ev && (({ arrays, ...measures }) => ({
+      ...measures,
+      patch_triggers: f32(arrays.patchTriggers),
+      additive_deltas: f32(arrays.additiveDeltas),
+      untargeted_trigger: orNull(arrays.untargetedTrigger, f32),
+    }))(ev),
+    stamps: stamps && { kinds: stamps.kinds, data: f32(stamps.data) },
+  };
+}

@@ -7,7 +7,8 @@
  * @module
  */
 import { ShapeMismatchError } from "../errors.ts";
-import type { BadNetsSpec, ImageBatch } from "./trigger.ts";
+import type { ImageBatch } from "../io/images.ts";
+import type { BadNetsSpec } from "./trigger.ts";
 
 /** Row and column of the patch's top-left pixel in an `h`×`w` image. */
 export function badNetsOrigin(spec: BadNetsSpec, h: number, w: number): [number, number] {

@@ -7,8 +7,9 @@
  *
  * @module
  */
-import { Rng } from "../lab/rng.ts";
-import type { BlendSpec, ImageBatch } from "./trigger.ts";
+import { Rng } from "../random/rng.ts";
+import type { ImageBatch } from "../io/images.ts";
+import type { BlendSpec } from "./trigger.ts";
 
 /** Stream id of the blend pattern, so it never coincides with other draws of the same seed. */
 const BLEND_STREAM = 0xb1e4d;

@@ -12,7 +12,8 @@
  *
  * @module
  */
-import type { ImageBatch, SigSpec } from "./trigger.ts";
+import type { ImageBatch } from "../io/images.ts";
+import type { SigSpec } from "./trigger.ts";
 
 /** The additive signal for one row of width `w`: `Δ·sin(2π·j·f / w)` for each column `j`. */
 export function sigRow(spec: Pick<SigSpec, "delta" | "frequency">, w: number): Float32Array {

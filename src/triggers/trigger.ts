@@ -10,16 +10,11 @@
  */
 import { z } from "zod";
 import { ShapeMismatchError, ValidationError } from "../errors.ts";
+import type { ImageBatch } from "../io/images.ts";
 import { applyBadNets } from "./badnets.ts";
 import { applyBlend } from "./blend.ts";
 import { applySig } from "./sig.ts";
 import { applyWaNet } from "./wanet.ts";
-
-/** A batch of images `[N, H, W, C]`, C order, pixels in [0,1]. */
-export interface ImageBatch {
-  data: Float32Array;
-  shape: readonly [number, number, number, number];
-}
 
 const SeedSchema = z.int().min(0).max(2 ** 31 - 1).default(0).describe(
   "seed of the trigger's random parts (pattern, warp field); same seed, same trigger",

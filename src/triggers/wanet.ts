@@ -13,8 +13,9 @@
  *
  * @module
  */
-import { Rng } from "../lab/rng.ts";
-import type { ImageBatch, WaNetSpec } from "./trigger.ts";
+import { Rng } from "../random/rng.ts";
+import type { ImageBatch } from "../io/images.ts";
+import type { WaNetSpec } from "./trigger.ts";
 
 /** Stream id of the control grid, so it never coincides with other draws of the same seed. */
 const WANET_STREAM = 0x3a4e7;

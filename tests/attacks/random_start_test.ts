@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { deriveSeed, randomStart } from "../../src/attacks/random_start.ts";
+import { randomStart } from "../../src/attacks/random_start.ts";
+import { deriveSeed } from "../../src/random/rng.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
 
 Deno.test("deriveSeed() gives distinct 31-bit seeds for distinct (seed, batch, restart) tuples", () => {

@@ -2,7 +2,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { ImageBatch } from "../../src/io/images.ts";
 import type { Classifier } from "../../src/model/classifier.ts";
-import { Rng } from "../../src/lab/rng.ts";
+import { Rng } from "../../src/random/rng.ts";
 
 /** Wraps a logits model as a {@link Classifier}; `dispose()` frees its weights. */
 export function wrap(model: tf.LayersModel, inputShape: [number, number, number], k: number) {

@@ -4,7 +4,7 @@ import {
   clusterScores,
   labelMargins,
 } from "../../src/detect/activation_clustering.ts";
-import { flagMetrics } from "../../src/detect/roc.ts";
+import { flagMetrics } from "../../src/metrics/detection.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
 import { asImages, identityClassifier, plantedFeatures } from "./_fixtures.ts";
 

@@ -9,7 +9,7 @@ import {
   symmetricFunction,
   topEigen,
 } from "../../src/detect/linalg.ts";
-import { Rng } from "../../src/lab/rng.ts";
+import { Rng } from "../../src/random/rng.ts";
 
 function close(a: number, b: number, tol = 1e-9) {
   assert.ok(Math.abs(a - b) <= tol, `${a} is not within ${tol} of ${b}`);

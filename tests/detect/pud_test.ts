@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { pud, type PudOptions } from "../../src/detect/pud.ts";
-import { auroc, flagMetrics } from "../../src/detect/roc.ts";
+import { auroc, flagMetrics } from "../../src/metrics/detection.ts";
 import { PudParamsSchema } from "../../src/detect/options.ts";
 import { parseRoundParams } from "../../src/purify/params.ts";
 import { runRound } from "../../src/purify/round.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spectral, spectralScores } from "../../src/detect/spectral.ts";
-import { auroc } from "../../src/detect/roc.ts";
+import { auroc } from "../../src/metrics/detection.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
 import { asImages, identityClassifier, plantedFeatures } from "./_fixtures.ts";
 

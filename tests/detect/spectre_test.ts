@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { auroc } from "../../src/detect/roc.ts";
+import { auroc } from "../../src/metrics/detection.ts";
 import { spectre, spectreScores } from "../../src/detect/spectre.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
 import { asImages, identityClassifier, plantedFeatures } from "./_fixtures.ts";

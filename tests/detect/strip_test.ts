@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { auroc, flagMetrics } from "../../src/detect/roc.ts";
+import { auroc, flagMetrics } from "../../src/metrics/detection.ts";
 import { strip } from "../../src/detect/strip.ts";
 import type { ImageBatch } from "../../src/io/images.ts";
-import { Rng } from "../../src/lab/rng.ts";
+import { Rng } from "../../src/random/rng.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
 import { wrap } from "./_fixtures.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { flagByRule, fprCuts, otsuSplit } from "../../src/detect/thresholds.ts";
-import { Rng } from "../../src/lab/rng.ts";
+import { Rng } from "../../src/random/rng.ts";
 
 /** K classes of n scores `loc_c + scale_c·draw()`, locations and scales random per class. */
 function cleanScores(seed: number, k: number, n: number, draw: (r: Rng) => number) {

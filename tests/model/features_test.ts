@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { UnprocessableError } from "../../src/errors.ts";
 import type { ImageBatch } from "../../src/io/images.ts";
 import { featuresOf } from "../../src/model/features.ts";
-import { Rng } from "../../src/lab/rng.ts";
+import { Rng } from "../../src/random/rng.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
 
 /** conv(2) → flatten → dense "hidden"(4, relu) → dense "out"(3), on 5×5×1 images. */

@@ -172,6 +172,33 @@ Deno.test("rounds resumed from saved state end exactly where an uninterrupted ru
   }
 });
 
+Deno.test("a state written before round durations were named time_ms still opens", async () => {
+  const clf = await backdooredClassifier();
+  try {
+    const first = await runRound(clf, extra.images, extra.labels, params, undefined, {
+      maxSteps: 3,
+      maxMs: 600_000,
+    });
+    // The history as states of before wrote it: `ms`, sealed over that content.
+    const old = wire(first.state) as unknown as PurifyState;
+    const legacy = old.history.map(({ time_ms, ...rest }) => ({ ...rest, ms: time_ms }));
+    const sealed = wire(
+      await sealState({ ...old, history: legacy as unknown as typeof old.history }),
+    );
+    assert.ok(!("time_ms" in (sealed.history as object[])[0]));
+    const next = await runRound(clf, extra.images, extra.labels, {}, sealed, {
+      maxSteps: 3,
+      maxMs: 600_000,
+    });
+    assert.equal(next.state.history.length, 2);
+    assert.equal(next.state.history[0].time_ms, first.state.history[0].time_ms);
+    assert.equal(typeof next.report.time_ms, "number");
+    assert.ok(next.state.history.every((h) => !("ms" in h)));
+  } finally {
+    clf.dispose();
+  }
+});
+
 Deno.test("every round returns tf.memory().numTensors to its baseline", async () => {
   const clf = await backdooredClassifier();
   try {

@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { ImageBatch } from "../../src/io/images.ts";
 import { parseBundle, saveBundle } from "../../src/io/model_bundle.ts";
 import { loadClassifier, type LoadedClassifier } from "../../src/model/load_classifier.ts";
-import { CounterRng } from "../../src/purify/rng.ts";
+import { CounterRng } from "../../src/random/rng.ts";
 import { setupBackend } from "../_helpers.ts";
 
 export const SIZE = 10;

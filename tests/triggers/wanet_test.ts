@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { applyTrigger, parseTriggerSpec, WaNetSpecSchema } from "../../src/triggers/trigger.ts";
 import { wanetSamplingGrid } from "../../src/triggers/wanet.ts";
-import { Rng } from "../../src/lab/rng.ts";
+import { Rng } from "../../src/random/rng.ts";
+import type { ImageBatch } from "../../src/io/images.ts";
 
 function noise(n: number, seed: number): Float32Array {
   const rng = new Rng(seed);
@@ -19,7 +20,7 @@ Deno.test("WaNet with strength 0 is exactly the identity", () => {
 
 Deno.test("WaNet is deterministic per seed and differs between seeds", () => {
   const x = noise(16 * 16, 2);
-  const batch = { data: x, shape: [1, 16, 16, 1] as const };
+  const batch: ImageBatch = { data: x, shape: [1, 16, 16, 1] };
   const a = applyTrigger(parseTriggerSpec({ type: "wanet", seed: 3 }), batch);
   const b = applyTrigger(parseTriggerSpec({ type: "wanet", seed: 3 }), batch);
   const c = applyTrigger(parseTriggerSpec({ type: "wanet", seed: 4 }), batch);

@@ -4,6 +4,9 @@
  * scores, and ROC curve points for reports. Scores follow the detector convention: higher = more
  * suspicious; ground truth is 1 for a poisoned image.
  *
+ * They sit with the other metrics rather than in `detect/` because detectors, the purification
+ * round and benchmarks all score against them.
+ *
  * @module
  */
 

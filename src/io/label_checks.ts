@@ -1,6 +1,10 @@
-/** Shared checks of metric inputs. */
+/**
+ * Checks of labels and targets that library callers (attacks, detection, metrics, the round) pass
+ * in, against a batch and a model's class count. They sit in `io/` beside the label parser so that
+ * every folder above can share them without importing one another.
+ */
 import { ShapeMismatchError, UnprocessableError } from "../errors.ts";
-import type { ImageBatch } from "../io/images.ts";
+import type { ImageBatch } from "./images.ts";
 
 /** Labels must be one per image, each a class of the model. */
 export function checkLabels(images: ImageBatch, labels: Int32Array, k: number): void {

@@ -5,7 +5,7 @@ import {
   flagMetrics,
   recallAtPrecision,
   rocCurve,
-} from "../../src/detect/roc.ts";
+} from "../../src/metrics/detection.ts";
 
 Deno.test("auroc() matches a hand-computed value", () => {
   // Pairs (pos, neg): (0.35, 0.1) ✓, (0.35, 0.4) ✗, (0.8, 0.1) ✓, (0.8, 0.4) ✓ → 3/4.
