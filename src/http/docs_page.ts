@@ -391,7 +391,7 @@ export function renderDocs(openapi: unknown): string {
     `<meta name="viewport" content="width=device-width, initial-scale=1">` +
     `<title>${esc(doc.info.title)} API</title><style>${CSS}</style></head><body><main>` +
     `<h1>${esc(doc.info.title)} API <small>${esc(doc.info.version)}</small></h1>` +
-    `<p>${esc(doc.info.description)}</p>` +
+    `<p>${inline(doc.info.description)}</p>` +
     `<p>Every example runs from the repository root against the fixture in ` +
     `<code>tests/fixtures/tiny_cnn/</code>, with the service on <code>localhost:8000</code> ` +
     `(<code>deno task start</code>). With <code>API_TOKEN</code> set, add ` +
