@@ -36,10 +36,7 @@ export type RoundParams = z.output<typeof RoundParamsSchema>;
 export function parseRoundParams(json: unknown): RoundParams {
   const r = RoundParamsSchema.safeParse(json ?? {});
   if (!r.success) {
-    const issues = r.error.issues.map((i) =>
-      `${i.path.length ? i.path.join(".") : "params"}: ${i.message}`
-    );
-    throw new ValidationError(`invalid purify params: ${issues.join("; ")}`, { issues });
+    throw ValidationError.fromZod(r.error, { label: "invalid purify params", root: "params" });
   }
   return r.data;
 }

@@ -341,10 +341,7 @@ export function isMultiProbe(stage: TrainStage): boolean {
 export function parseSchedule(json: unknown): Schedule {
   const r = ScheduleSchema.safeParse(json);
   if (!r.success) {
-    const issues = r.error.issues.map((i) =>
-      `${i.path.length ? i.path.join(".") : "schedule"}: ${i.message}`
-    );
-    throw new ValidationError(`invalid schedule: ${issues.join("; ")}`, { issues });
+    throw ValidationError.fromZod(r.error, { label: "invalid schedule", root: "schedule" });
   }
   return r.data;
 }

@@ -389,14 +389,12 @@ export async function openState(
 ): Promise<RoundState> {
   const r = StateSchema.safeParse(json);
   if (!r.success) {
-    const issues = r.error.issues.slice(0, 20).map((i) =>
-      `${i.path.length ? i.path.join(".") : "state"}: ${i.message}`
-    );
-    throw new ValidationError(
-      `invalid purification state: ${issues.join("; ")}; send the state the previous round ` +
-        "returned, unmodified",
-      { issues },
-    );
+    throw ValidationError.fromZod(r.error, {
+      label: "invalid purification state",
+      root: "state",
+      hint: "send the state the previous round returned, unmodified",
+      max: 20,
+    });
   }
   const state = r.data;
   // Over what was sent, which the schema has accepted: reading old reports renames a field.

@@ -94,10 +94,7 @@ export type TriggerSpecInput = z.input<typeof TriggerSpecSchema>;
 export function parseTriggerSpec(json: unknown): TriggerSpec {
   const parsed = TriggerSpecSchema.safeParse(json);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) =>
-      `${i.path.length ? i.path.join(".") : "trigger"}: ${i.message}`
-    );
-    throw new ValidationError(`invalid trigger spec: ${issues.join("; ")}`, { issues });
+    throw ValidationError.fromZod(parsed.error, { label: "invalid trigger spec", root: "trigger" });
   }
   return parsed.data;
 }
