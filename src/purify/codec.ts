@@ -6,6 +6,7 @@
  * @module
  */
 import { ValidationError } from "../errors.ts";
+import { concatBytes } from "../io/bytes.ts";
 
 const CHUNK = 0x8000;
 
@@ -114,14 +115,7 @@ export function base64ToU8(b64: string, length: number, max: number, what: strin
 
 /** Lower-case hex SHA-256 of `bytes` (or of several buffers, in order). */
 export async function sha256Hex(...parts: Uint8Array[]): Promise<string> {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
+  const all = concatBytes(parts);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
