@@ -159,7 +159,6 @@ export const DetectParamsSchema = z.discriminatedUnion("method", [
 /** Parsed params, defaults filled in. */
 export type DetectParams = z.infer<typeof DetectParamsSchema>;
 /** Params as a client may send them (defaults optional). */
-export type DetectParamsInput = z.input<typeof DetectParamsSchema>;
 /** The method names. */
 export type DetectMethod = DetectParams["method"];
 /** Options of the PUD detector (`src/detect/pud.ts`): its parsed params, defaults filled in. */

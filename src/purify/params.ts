@@ -29,7 +29,6 @@ export const RoundParamsSchema = z.object({
   preprocess: PreprocessSchema.optional(),
 }).strict().describe("one bounded round of Progressive Unified Defense");
 
-export type RoundParamsInput = z.input<typeof RoundParamsSchema>;
 export type RoundParams = z.output<typeof RoundParamsSchema>;
 
 /** Validates round params. @throws {ValidationError} naming each offending field. */

@@ -84,7 +84,6 @@ export type BlendSpec = z.output<typeof BlendSpecSchema>;
 export type WaNetSpec = z.output<typeof WaNetSpecSchema>;
 export type SigSpec = z.output<typeof SigSpecSchema>;
 /** What a client may send: defaults may be left out. */
-export type TriggerSpecInput = z.input<typeof TriggerSpecSchema>;
 
 /**
  * Validates a JSON value as a trigger spec and fills in defaults.
