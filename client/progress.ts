@@ -1,12 +1,19 @@
 /**
  * The client's progress line: a bar that never goes backwards, the run's elapsed time and an
- * estimate of the time left, refreshed every second while a round is in flight (on a terminal;
- * elsewhere, one line per round, so logs stay readable).
+ * estimate of the time left, while a round is in flight as well as between rounds. On a terminal
+ * the line is redrawn in place every second; piped into a log or CI, a full line is written every
+ * `everyMs` (default 10 s) while a round runs and one when it ends, so a long round is not a long
+ * silence and the log stays readable.
  *
  * The estimate is the time this process has spent in rounds per unit of progress, times what is
  * left. It counts only this process's rounds, so a resumed run is not credited with time it did
- * not spend, and set-up (detection, the first evaluation) does not inflate it.
+ * not spend, and set-up (detection, the first evaluation) does not inflate it. While a round is in
+ * flight, the estimate made when it was sent counts down (the service reports progress only when
+ * a round ends).
  */
+
+/** Lines written per round in flight when the output is not a terminal: one every 10 s. */
+export const PIPE_EVERY_MS = 10_000;
 
 /** `1h02m`, `3m05s`, `12s`. */
 export function formatDuration(seconds: number): string {
@@ -31,6 +38,8 @@ export interface ProgressOptions {
   tty?: boolean;
   /** Clock in ms (tests). */
   now?: () => number;
+  /** Not on a terminal: write a line this often while a round runs (default 10 s). */
+  everyMs?: number;
 }
 
 /** The progress of one purification run. */
@@ -42,16 +51,20 @@ export class Progress {
   #tRounds: number | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #roundStart = 0;
+  /** The estimate when the running round was sent, which counts down while it runs. */
+  #leftAtStart: number | undefined;
   #label = "";
   readonly #write: (text: string) => void;
   readonly #tty: boolean;
   readonly #now: () => number;
+  readonly #everyMs: number;
 
   constructor(opts: ProgressOptions = {}) {
     const enc = new TextEncoder();
     this.#write = opts.write ?? ((t) => Deno.stderr.writeSync(enc.encode(t)));
     this.#tty = opts.tty ?? Deno.stderr.isTerminal();
     this.#now = opts.now ?? (() => performance.now());
+    this.#everyMs = opts.everyMs ?? PIPE_EVERY_MS;
     this.#t0 = this.#now();
   }
 
@@ -85,21 +98,37 @@ export class Progress {
     return (this.#now() - this.#tRounds) / 1000 * (1 - this.#shown) / done;
   }
 
+  /** Whether a round is in flight. */
+  get running(): boolean {
+    return this.#label.endsWith("running");
+  }
+
   /** `elapsed 3m05s, ~7m10s left`. */
   times(): string {
-    const left = this.remainingS();
+    const left = this.running && this.#leftAtStart !== undefined
+      ? Math.max(0, this.#leftAtStart - (this.#now() - this.#roundStart) / 1000)
+      : this.remainingS();
     return `elapsed ${formatDuration(this.elapsedS())}` +
       (left === undefined ? "" : `, ~${formatDuration(left)} left`);
   }
 
-  /** Round `round` has been sent: on a terminal, ticks its waiting time every second. */
+  /**
+   * Round `round` has been sent: on a terminal, redraws its waiting time every second; elsewhere
+   * writes a line every `everyMs` until it is done.
+   */
   roundStarted(round: number): void {
+    this.#leftAtStart = this.remainingS();
     this.#roundStart = this.#now();
     this.#tRounds ??= this.#roundStart;
     this.#label = `round ${round} running`;
-    if (!this.#tty) return;
-    this.#draw();
-    this.#ticker ??= setInterval(() => this.#draw(), 1000);
+    if (this.#tty) {
+      this.#draw();
+      this.#ticker ??= setInterval(() => this.#draw(), 1000);
+    } else {
+      this.#ticker ??= setInterval(() => {
+        if (this.running) this.#write(`${this.#line()}\n`);
+      }, this.#everyMs);
+    }
   }
 
   /** Round done: one line with its figures (`detail`). */
@@ -118,7 +147,7 @@ export class Progress {
   }
 
   #line(): string {
-    const waiting = this.#label.endsWith("running")
+    const waiting = this.running
       ? ` ${formatDuration((this.#now() - this.#roundStart) / 1000)}`
       : "";
     return `${bar(this.#shown)} ${this.#label}${waiting} | ${this.times()}`;

@@ -41,7 +41,23 @@ export const operations: Operation[] = [{
     { name: "format", description: "report alone as JSON", schema: FormatQuery },
     { name: "part", description: "one part alone", schema: partQuery(REPLY_PARTS) },
   ],
-  responseType: "multipart/form-data",
+  replyParts: [
+    {
+      name: "adversarial",
+      filename: "adversarial.npy",
+      contentType: "application/x-npy",
+      description: "the adversarial images, float32 NHWC in [0,1], each pixel within eps of its " +
+        "input (Accept: application/x-npy or ?part=adversarial: this part alone)",
+    },
+    {
+      name: "report",
+      filename: "report.json",
+      contentType: "application/json",
+      description: "per image the clean and adversarial prediction, success, L-inf and L2 " +
+        "norms; overall success rate, clean and robust accuracy, time_ms, backend " +
+        "(?format=json: this part alone)",
+    },
+  ],
 }];
 
 export function register(app: Hono<AppEnv>): void {

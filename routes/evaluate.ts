@@ -1,31 +1,16 @@
 /**
  * `POST /v1/evaluate`: model + test images + labels → clean accuracy; + a backdoor (triggered
  * images, or a trigger spec from the lab, and its target) → attack success rate on non-target
- * classes; + attack options → robust accuracy under PGD. Overall and per class.
+ * classes; + attack options → robust accuracy under PGD or the AutoAttack-style ensemble, with a
+ * gradient-masking check. Overall and per class.
  */
 import type { Hono } from "hono";
-import { z } from "zod";
 import type { AppEnv } from "../src/http/env.ts";
 import { computeHandler } from "../src/http/compute_route.ts";
 import { PARTS } from "../src/http/inputs.ts";
 import type { Operation } from "../src/http/openapi.ts";
-import { EvaluateParamsSchema } from "../src/metrics/evaluate.ts";
-
-/** The figures a pipeline reads first, next to the detailed reports. */
-const EvaluateReply = z.object({
-  clean_accuracy: z.number().nullable(),
-  attack_success_rate: z.number().nullable().optional(),
-  clean_target_rate: z.number().nullable().optional().describe(
-    "share of clean test images of other classes already predicted as the backdoor target " +
-      "(no trigger): the floor of the attack success rate",
-  ),
-  robust_accuracy: z.number().nullable().optional(),
-  clean: z.unknown(),
-  backdoor: z.unknown().optional(),
-  robust: z.unknown().optional(),
-  ms: z.number(),
-  backend: z.string(),
-});
+import { EvaluateParamsSchema } from "../src/metrics/evaluate_options.ts";
+import { EvaluateReplySchema } from "../src/metrics/evaluate_reply.ts";
 
 export const operations: Operation[] = [{
   method: "post",
@@ -33,8 +18,11 @@ export const operations: Operation[] = [{
   summary: "Clean accuracy, backdoor attack success rate and robust accuracy of a model.",
   description: "Backdoor ASR counts only images whose true class is not the target (the lab's " +
     "test_bd_x.npy with test_bd_y.npy as 'backdoor_labels' already is). Robust accuracy uses " +
-    "untargeted L-inf PGD (default 20 steps, eps 8/255); its cost (images × steps × restarts) " +
-    "is checked against MAX_ATTACK_COST before any work (422 beyond).",
+    "untargeted L-inf PGD (default 20 steps, eps 8/255, plus a gradient-masking check) or, " +
+    'with {"attack": {"attack": "autoattack"}}, the ensemble APGD-CE → APGD-T → Square with ' +
+    "robust accuracy after each member and the worst case per image; its cost (image passes, " +
+    "Square's queries as forward passes) is checked against MAX_ATTACK_COST before any work " +
+    "(422 beyond).",
   parts: [
     ...PARTS.model(),
     PARTS.images("clean test images: one .npy (NHWC) or PNG/JPEG files"),
@@ -50,12 +38,12 @@ export const operations: Operation[] = [{
     },
     {
       name: "backdoor_source_labels",
-      description: "the true class of each triggered image: images of the target class are " +
-        "left out",
+      description: "the true class of each triggered image: images of their own target class " +
+        "are left out, and the per-class figures are grouped by it",
     },
     { name: "params", description: "what to evaluate", schema: EvaluateParamsSchema },
   ],
-  response: EvaluateReply,
+  response: EvaluateReplySchema,
 }];
 
 export function register(app: Hono<AppEnv>): void {

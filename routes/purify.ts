@@ -52,11 +52,43 @@ export const operations: Operation[] = [
       ...PARTS.model("model.json (the previous round's after the first)"),
       PARTS.images("the extra set: one .npy (NHWC) or PNG/JPEG files, same in every round"),
       PARTS.labels("its labels (.npy or JSON array)"),
-      { name: "state", description: "state.json of the previous round; absent in the first" },
+      {
+        name: "state",
+        description: "state.json of the previous round; absent in the first",
+        contentType: "application/json",
+      },
       { name: "params", description: "round params", schema: RoundParamsSchema },
     ],
     query: [{ name: "part", description: "one part alone", schema: partQuery(REPLY_PARTS) }],
-    responseType: "multipart/form-data",
+    replyParts: [
+      {
+        name: "model",
+        filename: "model.json",
+        contentType: "application/json",
+        description: "the model after this round: send it as 'model' in the next round",
+      },
+      {
+        name: "weights",
+        filename: "weights.bin",
+        contentType: "application/octet-stream",
+        description: "its weights: send them as 'weights' in the next round",
+      },
+      {
+        name: "state",
+        filename: "state.json",
+        contentType: "application/json",
+        description: "the schedule, cursor, the infected model's logits, scores, flags, " +
+          "optimizer momentum and teacher weights: send it as 'state' in the next round, " +
+          "unchanged (an edited state is refused)",
+      },
+      {
+        name: "report",
+        filename: "report.json",
+        contentType: "application/json",
+        description: "stage, progress (0..1), losses, clean-set size, flagged images, " +
+          "timings, done (also in the X-Purify-Done and X-Purify-Progress headers)",
+      },
+    ],
   },
 ];
 

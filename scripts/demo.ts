@@ -14,7 +14,8 @@
  *    `report.json`) under `--out`.
  *
  * Sizes are chosen to finish within 10 minutes on a 2-core CPU with the wasm backend. `--quick`
- * shrinks everything to a synthetic run of seconds (what the browser test uses).
+ * shrinks everything to a synthetic run of seconds (what the browser test uses), and says first
+ * that it is a smoke test whose figures mean nothing ({@link QUICK_NOTICE}).
  */
 import { pct } from "../client/html.ts";
 import { parseArgs } from "node:util";
@@ -165,9 +166,16 @@ export function demoTable(r: Omit<DemoResult, "table" | "reportPath">): string {
   return out.join("\n");
 }
 
+/** What `--quick` says first: what it is for, and that its figures are not results. */
+export const QUICK_NOTICE =
+  "--quick: a smoke test of a few seconds on a tiny synthetic set (600 training images of " +
+  "12×12 shapes, a schedule of 8 steps) that checks every endpoint answers; its figures mean " +
+  "nothing. For real figures run `deno task demo` without --quick (about 5 minutes on 2 cores).";
+
 /** Runs the whole demo; see the module doc. */
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const log = o.log ?? ((l: string) => console.log(l));
+  if (o.quick) log(QUICK_NOTICE);
   const t0 = performance.now();
   const seconds: Record<string, number> = {};
   const lap = (k: string, since: number) =>
@@ -338,4 +346,5 @@ if (import.meta.main) {
   console.log(
     `\n${r.table}\n\nreport: ${r.reportPath}\n        ${r.reportPath.replace(/html$/, "json")}`,
   );
+  if (a.quick) console.log("\n(--quick: a smoke test; these figures mean nothing)");
 }

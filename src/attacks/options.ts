@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { PreprocessSchema } from "../model/preprocess_schema.ts";
+import { autoAttackCostPerImage, MEMBERS, VERSIONS } from "./autoattack.ts";
 import { DEFAULT_EPS } from "./types.ts";
 
 const eps = z.number().gt(0).lte(1).default(DEFAULT_EPS).describe(
@@ -23,9 +24,10 @@ const restarts = z.number().int().min(1).max(20).default(1).describe(
 const randomStart = z.boolean().default(true).describe(
   "start from a random point of the eps-ball instead of the image (default true)",
 );
-const loss = z.enum(["ce", "margin"]).default("ce").describe(
-  "ce: cross-entropy; margin: max_{j≠y} z_j − z_y, or z_t − max_{j≠t} z_j when targeted " +
-    "(default ce)",
+const loss = z.enum(["ce", "margin", "dlr"]).default("ce").describe(
+  "ce: cross-entropy; margin: max_{j≠y} z_j − z_y, or z_t − max_{j≠t} z_j when targeted; dlr: " +
+    "−(z_y − max_{i≠y} z_i)/(z_π1 − z_π3), targeted −(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2) " +
+    "(Croce & Hein 2020; needs 3 classes, 4 targeted) (default ce)",
 );
 const target = z.union([
   z.number().int().min(0),
@@ -103,11 +105,64 @@ export const ApgdParamsSchema = z.object({
   ...common,
 }).strict();
 
+export const SquareParamsSchema = z.object({
+  attack: z.literal("square").describe(
+    "Square Attack, Andriushchenko et al. 2020: score-based black-box random search (no " +
+      "gradients) on the logit margin",
+  ),
+  norm: z.enum(["linf", "l2"]).default("linf").describe("threat model (default linf)"),
+  queries: z.number().int().min(1).max(100_000).default(5000).describe(
+    "forward passes per image and restart, the start included (default 5000, the paper's)",
+  ),
+  p_init: z.number().gt(0).lte(1).default(0.8).describe(
+    "share of the image the first square windows cover; halved on the paper's schedule " +
+      "(default 0.8)",
+  ),
+  restarts: z.number().int().min(1).max(20).default(1).describe(
+    "runs from fresh starts on the images not yet broken (default 1)",
+  ),
+  eps,
+  target,
+  seed,
+  batch_size: batchSize,
+  preprocess,
+}).strict();
+
+export const AutoAttackParamsSchema = z.object({
+  attack: z.literal("autoattack").describe(
+    "AutoAttack-style ensemble, Croce & Hein 2020: APGD-CE → APGD-T (targeted DLR) → Square, " +
+      "each on the images still correct; the first success per image is kept (worst case). " +
+      "FAB-T is left out. Untargeted",
+  ),
+  version: z.enum(["standard", "fast"]).default("standard").describe(
+    `standard: APGD-CE ${VERSIONS.standard["apgd-ce"].steps} steps, APGD-T ` +
+      `${VERSIONS.standard["apgd-t"].targets} targets × ${VERSIONS.standard["apgd-t"].steps} ` +
+      `steps, Square ${VERSIONS.standard.square.queries} queries; fast: ` +
+      `${VERSIONS.fast["apgd-ce"].steps} steps, ${VERSIONS.fast["apgd-t"].targets} targets × ` +
+      `${VERSIONS.fast["apgd-t"].steps} steps, ${VERSIONS.fast.square.queries} queries ` +
+      "(1 restart each; default standard)",
+  ),
+  members: z.array(z.enum(MEMBERS)).min(1).max(MEMBERS.length).refine(
+    (m) => new Set(m).size === m.length,
+    "members must not repeat",
+  ).optional().describe(
+    "run only these members (still in the standard order), e.g. one alone for its own robust " +
+      "accuracy (default all)",
+  ),
+  norm: z.enum(["linf", "l2"]).default("linf").describe("threat model (default linf)"),
+  eps,
+  seed,
+  batch_size: batchSize,
+  preprocess,
+}).strict();
+
 export const AttackParamsSchema = z.discriminatedUnion("attack", [
   FgsmParamsSchema,
   PgdParamsSchema,
   MifgsmParamsSchema,
   ApgdParamsSchema,
+  SquareParamsSchema,
+  AutoAttackParamsSchema,
 ]).describe("which attack to run and its options");
 
 /** Parsed params, defaults filled in. */
@@ -116,9 +171,12 @@ export type AttackParams = z.infer<typeof AttackParamsSchema>;
 export type AttackParamsInput = z.input<typeof AttackParamsSchema>;
 
 /**
- * Gradient evaluations a request may need: images × steps × restarts (FGSM: one step, one run).
- * An upper bound (early stopping only saves work), used to refuse requests over budget before any
- * tensor work.
+ * Work a request may need, in image passes: gradient evaluations for gradient attacks (images ×
+ * steps × restarts; FGSM one step, one run), forward passes for Square (images × queries ×
+ * restarts), and their sum over the members for the ensemble ({@link autoAttackCostPerImage}).
+ * A Square query (one forward pass) costs about a third of a gradient evaluation, so counting it
+ * as one unit keeps the figure an upper bound. Early stopping only saves work; the figure is used
+ * to refuse requests over budget before any tensor work.
  */
 export function estimateCost(params: AttackParams, nImages: number): number {
   switch (params.attack) {
@@ -129,5 +187,9 @@ export function estimateCost(params: AttackParams, nImages: number): number {
     case "pgd":
     case "apgd":
       return nImages * params.steps * params.restarts;
+    case "square":
+      return nImages * params.queries * params.restarts;
+    case "autoattack":
+      return nImages * autoAttackCostPerImage(params.version, params.members ?? MEMBERS);
   }
 }

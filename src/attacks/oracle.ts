@@ -6,7 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import type { Classifier } from "../model/classifier.ts";
-import { attackObjective } from "./losses.ts";
+import { attackObjective, minClasses } from "./losses.ts";
 import type { AttackTarget, LossKind } from "./types.ts";
 
 export interface Evaluation {
@@ -23,7 +23,10 @@ export interface Oracle {
   evaluate(x: tf.Tensor4D): Evaluation;
   /** A forward pass only. Call inside `tf.tidy`. */
   forward(x: tf.Tensor4D): { logits: tf.Tensor2D; loss: tf.Tensor1D };
-  /** Per sample, bool `[N]`: prediction ≠ label (untargeted) or = target (targeted). */
+  /**
+   * Per sample, bool `[N]`: prediction ≠ label (untargeted, or targeted with `targetSuccess:
+   * "misclassified"`) or = target (targeted).
+   */
   success(logits: tf.Tensor2D): tf.Tensor1D;
   /** Success flags and predictions at `adv`, read back to the host. */
   outcome(adv: tf.Tensor4D): Promise<{ success: boolean[]; predictions: Int32Array }>;
@@ -56,24 +59,32 @@ function objectiveLabels(
 export function makeOracle(
   clf: Classifier,
   y: tf.Tensor1D,
-  opts: { loss?: LossKind; target?: AttackTarget },
+  opts: { loss?: LossKind; target?: AttackTarget; targetSuccess?: "target" | "misclassified" },
 ): Oracle {
   const loss = opts.loss ?? "ce";
   const targeted = opts.target !== undefined;
   const n = y.shape[0];
   const k = clf.numClasses;
+  if (k < minClasses(loss, targeted)) {
+    throw new UnprocessableError(
+      `the ${targeted ? "targeted " : ""}${loss} loss needs at least ` +
+        `${minClasses(loss, targeted)} classes; the model has ${k}`,
+    );
+  }
   const labels = objectiveLabels(y, opts.target, k);
+  const truth = tf.cast(y, "int32") as tf.Tensor1D;
+  const hitsTarget = targeted && (opts.targetSuccess ?? "target") === "target";
   // The oracle's function returns [logits | loss] as one [N, K+1] tensor so one backward pass
   // also hands back the logits; this dy routes the gradient through the loss column only.
   const dy = tf.tidy(() => tf.concat([tf.zeros([n, k]), tf.ones([n, 1])], 1));
   const joint = tf.valueAndGrad((x: tf.Tensor) => {
     const z = clf.logits(x as tf.Tensor4D, false);
-    return tf.concat([z, tf.expandDims(attackObjective(z, labels, loss, targeted), 1)], 1);
+    return tf.concat([z, tf.expandDims(attackObjective(z, labels, loss, targeted, truth), 1)], 1);
   });
   const success = (logits: tf.Tensor2D) =>
     tf.tidy(() => {
       const pred = tf.argMax(logits, 1);
-      return (targeted ? tf.equal(pred, labels) : tf.notEqual(pred, labels)) as tf.Tensor1D;
+      return (hitsTarget ? tf.equal(pred, labels) : tf.notEqual(pred, truth)) as tf.Tensor1D;
     });
   return {
     targeted,
@@ -87,7 +98,7 @@ export function makeOracle(
     },
     forward(x) {
       const logits = clf.logits(x, false);
-      return { logits, loss: attackObjective(logits, labels, loss, targeted) };
+      return { logits, loss: attackObjective(logits, labels, loss, targeted, truth) };
     },
     success,
     async outcome(adv) {
@@ -106,7 +117,7 @@ export function makeOracle(
       }
     },
     dispose() {
-      tf.dispose([labels, dy]);
+      tf.dispose([labels, truth, dy]);
     },
   };
 }

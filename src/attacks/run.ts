@@ -9,11 +9,20 @@ import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { apgd } from "./apgd.ts";
+import { autoAttack, type AutoAttackResult, type Member, MEMBERS } from "./autoattack.ts";
+import {
+  addOutcomes,
+  type EnsembleReport,
+  ensembleReport,
+  type MemberReport,
+} from "./ensemble_report.ts";
+import { minClasses } from "./losses.ts";
 import { fgsm } from "./fgsm.ts";
 import { mifgsm } from "./mifgsm.ts";
 import { type AttackParams, estimateCost } from "./options.ts";
 import { pgd } from "./pgd.ts";
 import { deriveSeed } from "../random/rng.ts";
+import { square } from "./square.ts";
 import type { AttackResult, AttackTarget } from "./types.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 
@@ -37,6 +46,8 @@ export interface ImageReport {
   linf: number;
   /** `‖adv − x‖₂` over the image. */
   l2: number;
+  /** The ensemble only: the member that broke the image first, `"clean"` if it was never right. */
+  broken_by?: Member | "clean" | null;
 }
 
 export interface AttackReport {
@@ -52,6 +63,8 @@ export interface AttackReport {
   queries: number;
   time_ms: number;
   images: ImageReport[];
+  /** `autoattack` only. */
+  ensemble?: EnsembleReport;
 }
 
 export interface RunAttackResult {
@@ -90,6 +103,8 @@ export async function runAttack(
   const cleanPred = new Int32Array(n);
   const advPred = new Int32Array(n);
   const success: boolean[] = [];
+  const brokenBy: ImageReport["broken_by"][] = [];
+  const members = new Map<Member, MemberReport>();
   let queries = 0;
 
   for (let start = 0, b = 0; start < n; start += params.batch_size, b++) {
@@ -124,6 +139,10 @@ export async function runAttack(
       advPred.set(res.predictions, start);
       success.push(...res.success);
       queries += res.queries;
+      if ("brokenBy" in res) {
+        brokenBy.push(...res.brokenBy);
+        addOutcomes(members, res.members);
+      }
     } finally {
       tf.dispose([x, y]);
     }
@@ -161,8 +180,10 @@ export async function runAttack(
       success: success[i],
       linf,
       l2: Math.sqrt(sq),
+      ...(brokenBy.length ? { broken_by: brokenBy[i] } : {}),
     });
   }
+  if (members.size) report.ensemble = ensembleReport([...members.values()], clean, n);
   report.success_rate = ok / n;
   report.clean_accuracy = clean / n;
   report.robust_accuracy = robust / n;
@@ -193,9 +214,24 @@ function validate(
   );
   const k = clf.numClasses;
   checkLabels(images, labels, k);
-  const targets = params.target === undefined || typeof params.target === "number"
-    ? params.target
-    : Int32Array.from(params.target);
+  const target = "target" in params ? params.target : undefined;
+  const need = params.attack === "autoattack"
+    ? ((params.members ?? MEMBERS).includes("apgd-t") ? 4 : 2)
+    : params.attack === "square"
+    ? 2
+    : minClasses(params.loss, target !== undefined);
+  ensure(
+    k >= need,
+    () =>
+      new UnprocessableError(
+        `${params.attack}${"loss" in params ? ` with loss ${params.loss}` : ""} needs a model ` +
+          `with at least ${need} classes; this one has ${k}` +
+          (params.attack === "autoattack" ? ' (leave "apgd-t" out of members)' : ""),
+      ),
+  );
+  const targets = target === undefined || typeof target === "number"
+    ? target
+    : Int32Array.from(target);
   if (targets !== undefined) {
     ensure(
       typeof targets === "number" || targets.length === n,
@@ -237,7 +273,29 @@ function dispatch(
   target: AttackTarget | undefined,
   seed: number,
   signal: AbortSignal | undefined,
-): Promise<AttackResult> {
+): Promise<AttackResult | AutoAttackResult> {
+  switch (p.attack) {
+    case "square":
+      return square(clf, x, y, {
+        eps: p.eps,
+        norm: p.norm,
+        queries: p.queries,
+        pInit: p.p_init,
+        restarts: p.restarts,
+        target,
+        seed,
+        signal,
+      });
+    case "autoattack":
+      return autoAttack(clf, x, y, {
+        eps: p.eps,
+        norm: p.norm,
+        version: p.version,
+        members: p.members,
+        seed,
+        signal,
+      });
+  }
   const shared = { eps: p.eps, loss: p.loss, target, signal };
   switch (p.attack) {
     case "fgsm":

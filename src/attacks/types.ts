@@ -7,8 +7,11 @@ import type * as tf from "@tensorflow/tfjs";
 /** The threat model's norm: `linf` bounds every pixel's change, `l2` the whole image's. */
 export type Norm = "linf" | "l2";
 
-/** `ce`: cross-entropy; `margin`: the Carlini-Wagner logit margin (see `losses.ts`). */
-export type LossKind = "ce" | "margin";
+/**
+ * `ce`: cross-entropy; `margin`: the Carlini-Wagner logit margin; `dlr`: the difference of logits
+ * ratio of Croce & Hein 2020, targeted DLR when a target is given (see `losses.ts`).
+ */
+export type LossKind = "ce" | "margin" | "dlr";
 
 /** A target class for every image, or one per image (targeted attacks). */
 export type AttackTarget = number | Int32Array | readonly number[];
@@ -28,6 +31,12 @@ export interface BaseAttackOptions {
    * prediction differs from the label.
    */
   target?: AttackTarget;
+  /**
+   * Targeted mode only: what counts as success. `"target"`: the prediction equals the target;
+   * `"misclassified"`: it differs from the label, the target only steering the loss (APGD-T in
+   * AutoAttack). Default `"target"`.
+   */
+  targetSuccess?: "target" | "misclassified";
   /** Checked between steps; an aborted signal stops the attack and rethrows its reason. */
   signal?: AbortSignal;
 }

@@ -124,12 +124,13 @@ export async function readLabelledImages(
 /** OpenAPI descriptions of the parts every compute route shares. */
 export const PARTS = {
   model: (what = "model.json of a TF.js LayersModel"): Part[] => [
-    { name: "model", description: what, required: true },
+    { name: "model", description: what, required: true, contentType: "application/json" },
     {
       name: "weights",
       description: "weight shards, filenames as in the manifest",
       required: true,
       multiple: true,
+      contentType: "application/octet-stream",
     },
   ],
   images: (what = "one .npy (NHWC uint8 0-255 or float32 0-1) or PNG/JPEG files"): Part => ({
@@ -137,10 +138,12 @@ export const PARTS = {
     description: what,
     required: true,
     multiple: true,
+    contentType: "application/x-npy, image/png, image/jpeg",
   }),
   labels: (what = "labels: .npy of integers or a JSON array"): Part => ({
     name: "labels",
     description: what,
     required: true,
+    contentType: "application/x-npy, application/json",
   }),
 } as const;

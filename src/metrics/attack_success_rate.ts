@@ -19,8 +19,10 @@ export interface AsrReport {
   asr: number | null;
   hits: number;
   total: number;
-  /** Per true (source) class, when the source labels are known. */
+  /** Per true (source) class when the source labels are known, else per target class. */
   per_class?: ClassFigure[];
+  /** What `per_class` groups by. */
+  per_class_by?: "source" | "target";
   /**
    * Share of the clean test images of other classes that the model predicts as the target with
    * no trigger at all: the floor of the ASR (natural confusions, e.g. Fashion-MNIST shirts taken
@@ -58,6 +60,7 @@ export async function attackSuccessRate(
   if (src) {
     const per = figures(pred.map((p) => (p === target ? 1 : 0)), src, k).per_class;
     report.per_class = per.map((f) => (f.class === target ? { ...f, n: 0, value: null } : f));
+    report.per_class_by = "source";
   }
   return report;
 }
@@ -83,15 +86,41 @@ export function triggerSuccessRate(
 /**
  * ASR when each triggered image has its own backdoor target (the lab's `test_bd_y.npy`, and
  * all-to-all backdoors, where class y is sent to (y + 1) mod K): the share of images predicted as
- * their target. Per-class figures are by target class. One shared target is reported as `target`.
+ * their target. Per-class figures are by the images' source class when `sourceLabels` are given
+ * (images whose source is their target are then left out), else by target class. One shared
+ * target is reported as `target`.
  */
 export async function targetedSuccessRate(
   clf: Classifier,
   triggered: ImageBatch,
   targets: Int32Array,
-  opts: { batchSize?: number; signal?: AbortSignal } = {},
+  opts: { batchSize?: number; signal?: AbortSignal; sourceLabels?: Int32Array } = {},
 ): Promise<AsrReport> {
   checkLabels(triggered, targets, clf.numClasses);
+  const src = opts.sourceLabels;
+  if (src) {
+    checkLabels(triggered, src, clf.numClasses);
+    const pred = await predictClasses(clf, triggered, opts);
+    const k = clf.numClasses;
+    const [n, h] = [new Array<number>(k).fill(0), new Array<number>(k).fill(0)];
+    for (let i = 0; i < pred.length; i++) {
+      // An image whose source is its target says nothing about the backdoor.
+      if (src[i] === targets[i]) continue;
+      n[src[i]]++;
+      if (pred[i] === targets[i]) h[src[i]]++;
+    }
+    const total = n.reduce((a, b) => a + b, 0);
+    const hits = h.reduce((a, b) => a + b, 0);
+    const shared = targets.length > 0 && targets.every((t) => t === targets[0]);
+    return {
+      target: shared ? targets[0] : null,
+      asr: total ? hits / total : null,
+      hits,
+      total,
+      per_class: n.map((c, i) => ({ class: i, n: c, value: c ? h[i] / c : null })),
+      per_class_by: "source",
+    };
+  }
   const pred = await predictClasses(clf, triggered, opts);
   let hits = 0;
   for (let i = 0; i < pred.length; i++) if (pred[i] === targets[i]) hits++;
@@ -104,5 +133,6 @@ export async function targetedSuccessRate(
     total,
     per_class: figures(pred.map((p, i) => (p === targets[i] ? 1 : 0)), targets, clf.numClasses)
       .per_class,
+    per_class_by: "target",
   };
 }

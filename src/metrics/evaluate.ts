@@ -1,15 +1,13 @@
 /**
  * How good is the model: clean accuracy, the attack success rate of a backdoor and robust accuracy
- * under PGD, each overall and per class, in one report (`POST /v1/evaluate`, and the per-stage
+ * under PGD or the AutoAttack-style ensemble, each overall and per class, in one report (`POST /v1/evaluate`, and the per-stage
  * figures of purification).
  *
  * @module
  */
-import { z } from "zod";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
-import { PreprocessSchema } from "../model/preprocess_schema.ts";
-import { type TriggerSpec, TriggerSpecSchema } from "../triggers/trigger.ts";
+import type { TriggerSpec } from "../triggers/trigger.ts";
 import { type AccuracyReport, figures, predictClasses } from "./accuracy.ts";
 import { checkLabels } from "../io/label_checks.ts";
 import {
@@ -23,7 +21,7 @@ import { robustAccuracy, type RobustOptions, type RobustReport } from "./robust_
 /** A backdoor to measure: images that already carry the trigger, or a trigger to apply. */
 export type BackdoorInput =
   | { images: ImageBatch; target: number; sourceLabels?: Int32Array }
-  | { images: ImageBatch; targets: Int32Array }
+  | { images: ImageBatch; targets: Int32Array; sourceLabels?: Int32Array }
   | { trigger: TriggerSpec; target: number };
 
 export interface EvaluateInput {
@@ -31,7 +29,10 @@ export interface EvaluateInput {
   test: { images: ImageBatch; labels: Int32Array };
   /** Measure a backdoor's ASR. With a trigger spec it is applied to the test images. */
   backdoor?: BackdoorInput;
-  /** Measure robust accuracy under PGD (on the first `maxImages` test images). Absent: skipped. */
+  /**
+   * Measure robust accuracy under PGD or the ensemble (on the first `maxImages` test images).
+   * Absent: skipped.
+   */
   attack?: RobustOptions & { maxImages?: number };
 }
 
@@ -39,7 +40,8 @@ export interface EvaluateReport {
   clean: AccuracyReport;
   backdoor?: AsrReport;
   robust?: RobustReport;
-  ms: number;
+  /** Wall milliseconds, as every report of the service names it. */
+  time_ms: number;
 }
 
 /** The first `m` images of a batch (no copy). */
@@ -51,7 +53,8 @@ function head(b: ImageBatch, labels: Int32Array, m: number): [ImageBatch, Int32A
 
 /**
  * Evaluates `clf`. Clean accuracy always; ASR when `backdoor` is given; robust accuracy when
- * `attack` is given (default attack PGD-20, L-inf eps 8/255, step 2/255).
+ * `attack` is given (default attack PGD-20, L-inf eps 8/255, step 2/255, with its masking check;
+ * or the ensemble with `attack: "autoattack"`).
  *
  * @throws {ShapeMismatchError} labels and images differ in count.
  * @throws {UnprocessableError} a label or target outside 0..K−1.
@@ -68,14 +71,17 @@ export async function evaluate(
   const pred = await predictClasses(clf, images, opts);
   const report: EvaluateReport = {
     clean: figures(pred.map((p, i) => (p === labels[i] ? 1 : 0)), labels, clf.numClasses),
-    ms: 0,
+    time_ms: 0,
   };
   const bd = input.backdoor;
   if (bd !== undefined) {
     report.backdoor = "trigger" in bd
       ? await triggerSuccessRate(clf, images, labels, bd.trigger, bd.target, opts)
       : "targets" in bd
-      ? await targetedSuccessRate(clf, bd.images, bd.targets, opts)
+      ? await targetedSuccessRate(clf, bd.images, bd.targets, {
+        ...opts,
+        sourceLabels: bd.sourceLabels,
+      })
       : await attackSuccessRate(clf, bd.images, bd.target, {
         ...opts,
         sourceLabels: bd.sourceLabels,
@@ -99,52 +105,6 @@ export async function evaluate(
       signal: ctx.signal,
     });
   }
-  report.ms = performance.now() - t0;
+  report.time_ms = Math.round(performance.now() - t0);
   return report;
-}
-
-/** `params` of `POST /v1/evaluate` (images, labels and triggered images come as parts). */
-export const EvaluateParamsSchema = z.object({
-  backdoor: z.object({
-    target: z.int().min(0).max(100_000).optional().describe(
-      "the class the backdoor sends images to; required with 'trigger' or with " +
-        "'backdoor_images' sent without 'backdoor_labels'",
-    ),
-    trigger: TriggerSpecSchema.optional().describe(
-      "apply this trigger to the test images of other classes; absent: send triggered images " +
-        "as the 'backdoor_images' part (with 'backdoor_labels', each image's target, or " +
-        "'backdoor_source_labels', their true classes, to leave out images of the target class)",
-    ),
-  }).strict().optional().describe("measure the attack success rate of a backdoor"),
-  attack: z.object({
-    eps: z.number().gt(0).max(1).default(8 / 255).describe("L-inf budget (default 8/255)"),
-    steps: z.int().min(1).max(1000).default(20).describe("PGD steps (default 20)"),
-    step_size: z.number().gt(0).max(1).optional().describe("step size (default eps/4)"),
-    restarts: z.int().min(1).max(20).default(1).describe("random restarts (default 1)"),
-    seed: z.int().min(0).max(2 ** 31 - 1).default(0).describe(
-      "seeds the random starts (default 0)",
-    ),
-    max_images: z.int().min(1).max(1_000_000).optional().describe(
-      "attack only the first max_images test images (default all)",
-    ),
-  }).strict().optional().describe("measure robust accuracy under untargeted L-inf PGD"),
-  batch_size: z.int().min(1).max(4096).default(256).describe(
-    "images per forward pass (default 256)",
-  ),
-  preprocess: PreprocessSchema.optional(),
-}).strict().describe("what to evaluate");
-
-export type EvaluateParams = z.output<typeof EvaluateParamsSchema>;
-
-/** The robust-accuracy options of parsed params. */
-export function attackOptions(p: EvaluateParams): EvaluateInput["attack"] {
-  if (p.attack === undefined) return undefined;
-  return {
-    eps: p.attack.eps,
-    steps: p.attack.steps,
-    stepSize: p.attack.step_size,
-    restarts: p.attack.restarts,
-    seed: p.attack.seed,
-    maxImages: p.attack.max_images,
-  };
 }

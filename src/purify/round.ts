@@ -641,7 +641,7 @@ class RoundWork {
       asr: roundOrNull(r.backdoor?.asr ?? null),
       robust_accuracy: roundOrNull(r.robust?.robust_accuracy ?? null),
       per_class_accuracy: r.clean.per_class.map((f) => roundOrNull(f.value)),
-      time_ms: Math.round(r.ms),
+      time_ms: r.time_ms,
     });
     this.#evalMs += performance.now() - t0;
   }

@@ -147,3 +147,47 @@ export function testBatch(n: number, seed = 99): { x: tf.Tensor4D; y: tf.Tensor1
   const d = syntheticData(n, seed);
   return { x: tf.tensor4d(d.x, [n, ...SHAPE]), y: tf.tensor1d(d.y, "int32") };
 }
+
+/** The tiny_cnn fixture (4 classes, 10×10×1) as a loaded classifier, with its 64 images. */
+export async function tinyFixture(
+  scaleLast?: number,
+): Promise<{ clf: Classifier & { dispose(): void }; x: Float32Array; y: Int32Array }> {
+  await setupBackend();
+  const [{ parseBundle }, { loadClassifier }, { parseNpy }, { fixtureBytes }] = await Promise.all([
+    import("../../src/io/model_bundle.ts"),
+    import("../../src/model/load_classifier.ts"),
+    import("../../src/io/npy.ts"),
+    import("../_helpers.ts"),
+  ]);
+  const json = fixtureBytes("model.json");
+  const weights = scaleLast === undefined
+    ? fixtureBytes("weights.bin")
+    : scaledLastLayer(json, fixtureBytes("weights.bin"), scaleLast);
+  const clf = await loadClassifier(parseBundle(json, [{ name: "weights.bin", bytes: weights }], {
+    maxModelJsonBytes: 1 << 20,
+    maxWeightBytes: 1 << 22,
+    maxParams: 1 << 20,
+    maxLayers: 64,
+  }));
+  const x = Float32Array.from(parseNpy(fixtureBytes("x.npy")).data as Uint8Array, (v) => v / 255);
+  const y = Int32Array.from(parseNpy(fixtureBytes("y.npy")).data as Int32Array);
+  return { clf, x, y };
+}
+
+/**
+ * A single-shard bundle's weights with the manifest's last two entries (the final Dense kernel
+ * and bias) multiplied by `factor`: the same model with logits × factor, a deliberately masked
+ * model when factor is 1e4 (softmax saturates, cross-entropy gradients underflow to 0).
+ */
+export function scaledLastLayer(modelJson: Uint8Array, weights: Uint8Array, factor: number) {
+  const doc = JSON.parse(new TextDecoder().decode(modelJson));
+  const ws = (doc.weightsManifest as { weights: { shape: number[] }[] }[]).flatMap((g) =>
+    g.weights
+  );
+  const size = (w: { shape: number[] }) => w.shape.reduce((p, d) => p * d, 1);
+  const last = size(ws[ws.length - 1]) + size(ws[ws.length - 2]);
+  const bytes = weights.slice();
+  const f = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  for (let i = f.length - last; i < f.length; i++) f[i] *= factor;
+  return bytes;
+}

@@ -27,6 +27,52 @@ Deno.test("attack params fill in each attack's documented defaults", () => {
   assert.equal(a.attack === "apgd" && a.rho, 0.75);
   assert.equal(a.attack === "apgd" && a.random_start, true);
   assert.equal(parse({ attack: "fgsm" }).norm, "linf");
+  assert.deepEqual(parse({ attack: "square" }), {
+    attack: "square",
+    norm: "linf",
+    queries: 5000,
+    p_init: 0.8,
+    restarts: 1,
+    eps: 8 / 255,
+    seed: 0,
+    batch_size: 128,
+  });
+  assert.deepEqual(parse({ attack: "autoattack" }), {
+    attack: "autoattack",
+    version: "standard",
+    norm: "linf",
+    eps: 8 / 255,
+    seed: 0,
+    batch_size: 128,
+  });
+});
+
+Deno.test("square and autoattack params refuse bad versions, members and options they do not take", () => {
+  for (
+    const bad of [
+      { attack: "autoattack", version: "slow" },
+      { attack: "autoattack", version: 1 },
+      { attack: "autoattack", members: [] },
+      { attack: "autoattack", members: ["fab-t"] },
+      { attack: "autoattack", members: ["apgd-ce", "apgd-ce"] },
+      { attack: "autoattack", target: 1 },
+      { attack: "autoattack", loss: "dlr" },
+      { attack: "autoattack", steps: 10 },
+      { attack: "square", loss: "ce" },
+      { attack: "square", queries: 0 },
+      { attack: "square", queries: 100_001 },
+      { attack: "square", queries: 2.5 },
+      { attack: "square", p_init: 0 },
+      { attack: "square", p_init: 1.5 },
+      { attack: "square", norm: "l1" },
+      { attack: "square", steps: 10 },
+    ]
+  ) {
+    assert.ok(fails(bad), JSON.stringify(bad));
+  }
+  assert.ok(!fails({ attack: "autoattack", version: "fast", members: ["square", "apgd-ce"] }));
+  assert.ok(!fails({ attack: "square", norm: "l2", eps: 0.5, target: 3, queries: 10 }));
+  assert.ok(!fails({ attack: "apgd", loss: "dlr" }));
 });
 
 Deno.test("attack params reject unknown keys, unknown attacks and options an attack does not take", () => {
@@ -82,7 +128,7 @@ Deno.test("the attack params schema converts to JSON Schema with descriptions", 
       additionalProperties?: unknown;
     }[];
   };
-  assert.equal(schema.oneOf.length, 4);
+  assert.equal(schema.oneOf.length, 6);
   for (const variant of schema.oneOf) {
     assert.equal(variant.additionalProperties, false);
     for (const [k, v] of Object.entries(variant.properties)) {
@@ -96,4 +142,16 @@ Deno.test("estimateCost() is images × steps × restarts", () => {
   assert.equal(estimateCost(parse({ attack: "pgd", steps: 20, restarts: 3 }), 50), 3000);
   assert.equal(estimateCost(parse({ attack: "mifgsm", steps: 7 }), 4), 28);
   assert.equal(estimateCost(parse({ attack: "apgd" }), 10), 1000);
+});
+
+Deno.test("estimateCost() counts Square's queries as image passes and sums the ensemble's members", () => {
+  assert.equal(estimateCost(parse({ attack: "square", queries: 300, restarts: 2 }), 10), 6000);
+  // standard: APGD-CE 100 + APGD-T 9 × 100 + Square 5000 per image.
+  assert.equal(estimateCost(parse({ attack: "autoattack" }), 10), 10 * 6000);
+  // fast: 50 + 3 × 50 + 1000.
+  assert.equal(estimateCost(parse({ attack: "autoattack", version: "fast" }), 10), 10 * 1200);
+  assert.equal(
+    estimateCost(parse({ attack: "autoattack", members: ["square"] }), 10),
+    10 * 5000,
+  );
 });

@@ -13,6 +13,7 @@ Deno.test({
       const lines: string[] = [];
       const r = await runDemo({ quick: true, out, quiet: true, log: (l) => lines.push(l) });
       assert.equal(r.dataset, "synthetic");
+      assert.match(lines[0], /smoke test .* figures mean nothing/, "--quick says what it is first");
       assert.ok(lines.some((l) => l.startsWith("dataset: synthetic")), "it says which dataset");
       assert.ok(r.outcome.done, "the quick schedule finishes");
       assert.match(r.table, /clean accuracy\s+\d+\.\d%\s+\d+\.\d%/);

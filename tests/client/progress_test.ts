@@ -73,3 +73,42 @@ Deno.test("parallel purifications report each checkpointed round, in order, with
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("piped output writes a line every few seconds while a round runs, its estimate counting down", async () => {
+  let now = 0;
+  const lines: string[] = [];
+  const p = new Progress({ write: (t) => lines.push(t), tty: false, now: () => now, everyMs: 15 });
+  const tick = () => new Promise((r) => setTimeout(r, 60));
+  try {
+    p.roundStarted(1);
+    await tick();
+    assert.ok(lines.length >= 1, "lines while round 1 runs");
+    assert.match(lines[0], /\] +0% round 1 running 0s \| elapsed 0s\n$/, "no estimate yet");
+    now = 10_000;
+    p.roundDone(1, 0.25, "stage evidence");
+    const afterDone = lines.length;
+    await tick();
+    assert.equal(lines.length, afterDone, "nothing between rounds");
+    assert.match(lines.at(-1)!, /25% round 1 stage evidence \| elapsed 10s, ~30s left\n$/);
+
+    p.roundStarted(2);
+    now = 15_000;
+    await tick();
+    const running = lines.slice(afterDone);
+    assert.ok(running.length >= 2, `several lines while round 2 runs (${running.length})`);
+    assert.match(running.at(-1)!, /25% round 2 running 5s \| elapsed 15s, ~25s left\n$/);
+    now = 60_000; // past the estimate: it stops at zero rather than going negative
+    await tick();
+    assert.match(lines.at(-1)!, /round 2 running 50s \| elapsed 1m00s, ~0s left\n$/);
+    p.roundDone(2, 0.2, "stage evidence");
+    assert.match(lines.at(-1)!, /25% round 2 stage evidence/, "the bar does not go back");
+    const percents = lines.map((l) => Number(l.match(/(\d+)%/)![1]));
+    assert.deepEqual(percents, [...percents].sort((a, b) => a - b), "monotonic");
+    assert.ok(lines.every((l) => l.endsWith("\n") && !l.includes("\r")), "whole lines, no \\r");
+  } finally {
+    p.stop();
+  }
+  const stopped = lines.length;
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(lines.length, stopped, "stop() ends the ticking");
+});

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { ShapeMismatchError, UnprocessableError } from "../../src/errors.ts";
 import { accuracy } from "../../src/metrics/accuracy.ts";
 import { attackSuccessRate, triggerSuccessRate } from "../../src/metrics/attack_success_rate.ts";
-import { attackOptions, evaluate, EvaluateParamsSchema } from "../../src/metrics/evaluate.ts";
+import { evaluate } from "../../src/metrics/evaluate.ts";
+import { attackOptions, EvaluateParamsSchema } from "../../src/metrics/evaluate_options.ts";
 import { robustAccuracy } from "../../src/metrics/robust_accuracy.ts";
 import { parseTriggerSpec } from "../../src/triggers/trigger.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
@@ -99,7 +100,7 @@ Deno.test("evaluate() composes clean accuracy, ASR and robust accuracy into one 
     assert.ok(r.clean.accuracy! > 0.95);
     assert.ok(r.backdoor!.asr! > 0.9);
     assert.equal(r.robust!.total, 40);
-    assert.ok(r.ms > 0);
+    assert.ok(r.time_ms > 0);
     const only = await evaluate(clf, { test: { images: test.images, labels: test.labels } });
     assert.equal(only.backdoor, undefined);
     assert.equal(only.robust, undefined);
@@ -125,16 +126,42 @@ Deno.test("metrics refuse labels that do not fit and targets that are not classe
 Deno.test("evaluate params parse with defaults and map to attack options", () => {
   const p = EvaluateParamsSchema.parse({ backdoor: { target: 0 }, attack: {} });
   assert.equal(p.attack!.eps, 8 / 255);
-  assert.equal(p.attack!.steps, 20);
+  assert.equal(p.attack!.attack === "pgd" && p.attack!.steps, 20);
   assert.deepEqual(attackOptions(p), {
+    attack: "pgd",
     eps: 8 / 255,
     steps: 20,
     stepSize: undefined,
     restarts: 1,
     seed: 0,
     maxImages: undefined,
+    maskingCheck: true,
+  });
+  const aa = EvaluateParamsSchema.parse({ attack: { attack: "autoattack", version: "fast" } });
+  assert.deepEqual(attackOptions(aa), {
+    attack: "autoattack",
+    eps: 8 / 255,
+    version: "fast",
+    members: undefined,
+    seed: 0,
+    maxImages: undefined,
   });
   assert.equal(attackOptions(EvaluateParamsSchema.parse({})), undefined);
   assert.throws(() => EvaluateParamsSchema.parse({ attack: { eps: 2 } }));
   assert.throws(() => EvaluateParamsSchema.parse({ typo: 1 }));
+  // Bad versions, members and fields of the other attack are refused, not ignored.
+  for (
+    const attack of [
+      { attack: "autoattack", version: "slow" },
+      { attack: "autoattack", members: ["fab-t"] },
+      { attack: "autoattack", members: ["square", "square"] },
+      { attack: "autoattack", members: [] },
+      { attack: "autoattack", steps: 20 },
+      { attack: "pgd", version: "fast" },
+      { attack: "cw" },
+      "autoattack",
+    ]
+  ) {
+    assert.throws(() => EvaluateParamsSchema.parse({ attack }), JSON.stringify(attack));
+  }
 });
