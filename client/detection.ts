@@ -35,7 +35,7 @@ export async function runDetection(
   }, input.retry);
   const r = await res.json();
   return {
-    section: detectionSection(
+    section: detectionReport(
       r,
       input.params,
       (performance.now() - t0) / 1000,
@@ -50,7 +50,7 @@ export async function runDetection(
  * The report's view of a `/v1/detect` answer: figures, ROC points, and the flagged images with
  * their scores, highest first. `labels` come from the answer's per-image data when present.
  */
-export function detectionSection(
+export function detectionReport(
   r: {
     method?: string;
     n?: number;

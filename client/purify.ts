@@ -113,17 +113,78 @@ export interface PurifyOutcome {
   reportPath?: string;
 }
 
+/**
+ * A round's `report` part as the client reads it (`POST /v1/purify/rounds`). Only the fields the
+ * client acts on are named; the rest is kept as sent (rounds.jsonl, the report's `last`).
+ */
+export interface RoundReply {
+  round?: number;
+  stage?: string;
+  phase?: string;
+  /** Share of the purification done, in [0, 1]. */
+  progress?: number;
+  done?: boolean;
+  /** Every image flagged as poisoned so far. */
+  flagged_indices?: number[];
+  backend?: string;
+  [field: string]: unknown;
+}
+
+/** The service's `GET /readyz` answer, the part the report shows. */
+interface ReadinessReply {
+  backend?: { name?: string };
+  version?: string;
+}
+
 interface Checkpoint {
   round: number;
   done: boolean;
   points: RoundPoint[];
-  lastReport: Record<string, unknown>;
+  lastReport: RoundReply;
   detection?: DetectionSection;
   backend?: string;
   /** Wall seconds per phase so far. */
   timings?: Record<string, number>;
   /** The run-defining params it was made with ({@link runOptions}); absent in older checkpoints. */
   options?: Record<string, unknown>;
+}
+
+/** What every step of a run shares: the job, its retry policy, its log and its clock. */
+interface RunContext {
+  job: PurifyJob;
+  retry: RetryOptions;
+  /** A line on stderr unless quiet. */
+  say: (line: string) => void;
+  /** Wall seconds per phase, this process's added to a resumed checkpoint's. */
+  timings: Record<string, number>;
+  addTime: (phase: string, seconds: number) => void;
+  ckDir: string;
+}
+
+/** The run's input files, read once. */
+interface RunInputs {
+  images: Uint8Array;
+  labels: Uint8Array;
+  evalSet?: EvalSet;
+  isPoison?: Uint8Array;
+  infected: BundleOnDisk;
+}
+
+/** Where a run starts: a fresh checkpoint, or the one on disk. */
+interface RunStart {
+  ck: Checkpoint;
+  resumed: boolean;
+  model: BundleOnDisk;
+  state?: Uint8Array;
+  /** The params rounds are sent with (a forced resume takes the checkpoint's). */
+  params: Record<string, unknown>;
+}
+
+/** One round's answer: its report, the model to send next and the state to send with it. */
+interface RoundAnswer {
+  report: RoundReply;
+  model: BundleOnDisk;
+  state: Uint8Array;
 }
 
 /** The server's readiness answer, for the report's backend and version; never fails a run. */
@@ -134,7 +195,7 @@ async function readiness(server: string): Promise<{ backend?: string; version?: 
       await r.body?.cancel();
       return {};
     }
-    const j = await r.json();
+    const j: ReadinessReply | null = await r.json();
     return { backend: j?.backend?.name, version: j?.version };
   } catch {
     return {};
@@ -167,6 +228,42 @@ async function evaluateRound(
 /** Runs (or resumes) a whole purification; returns when the schedule is done or rounds run out. */
 export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
   const tStart = performance.now();
+  const ctx = runContext(job);
+  const inputs = await readInputs(job);
+  const start = await openCheckpoint(ctx, inputs.infected);
+  const ready = await readiness(job.server);
+  const { ck } = start;
+  const progress = new Progress();
+  progress.resumeAt(Number(ck.lastReport.progress ?? 0));
+  job.onCheckpoint?.(ck.round, progress.shown);
+  ck.backend ??= ready.backend;
+  if (job.detect && !ck.detection) await detectStep(ctx, inputs, ck);
+  if (!start.resumed && job.evalDir) await evaluateInfected(ctx, start.model, inputs.evalSet!, ck);
+  if (start.resumed && ck.done) {
+    ctx.say(`the checkpoint in ${ctx.ckDir} is already done; writing the report`);
+  }
+  const model = await runRounds(ctx, inputs, start, progress);
+  await writeBundleDir(join(job.out, "purified"), model);
+  const flagged = ck.lastReport.flagged_indices ?? [];
+  await writeAtomic(join(job.out, "flagged.json"), JSON.stringify(flagged));
+  const extras = await reportExtras(ctx, inputs, ck, model);
+  const data = await reportData(ctx, inputs, ck, extras, ready.version, tStart);
+  await writeAtomic(join(job.out, "report.json"), JSON.stringify(data, null, 2));
+  const reportPath = join(job.out, "report.html");
+  await writeAtomic(reportPath, reportHtml(data, extras.images));
+  return {
+    rounds: ck.round,
+    done: ck.done,
+    points: ck.points,
+    finalReport: ck.lastReport,
+    outDir: job.out,
+    report: data,
+    reportPath,
+  };
+}
+
+/** The job's retry policy, log and clock. */
+function runContext(job: PurifyJob): RunContext {
   const retry: RetryOptions = {
     ...DEFAULT_RETRY,
     token: job.token,
@@ -175,113 +272,134 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     },
     ...job.retry,
   };
-  const say = (line: string) => {
-    if (!job.quiet) console.error(line);
+  const timings: Record<string, number> = {};
+  return {
+    job,
+    retry,
+    say: (line) => {
+      if (!job.quiet) console.error(line);
+    },
+    timings,
+    addTime: (k, seconds) => {
+      timings[k] = Math.round(((timings[k] ?? 0) + seconds) * 10) / 10;
+    },
+    ckDir: join(job.out, "checkpoint"),
   };
-  const ckDir = join(job.out, "checkpoint");
+}
+
+async function readInputs(job: PurifyJob): Promise<RunInputs> {
   const images = await Deno.readFile(job.images);
   const labels = await Deno.readFile(job.labels);
   const evalSet = job.evalDir ? await readEvalSet(job.evalDir) : undefined;
   const isPoison = job.isPoison ? await Deno.readFile(job.isPoison) : undefined;
   const infected = await readBundleDir(job.modelDir);
-  let model: BundleOnDisk;
-  let state: Uint8Array | undefined;
-  let ck: Checkpoint = { round: 0, done: false, points: [], lastReport: {} };
-  let params = job.params;
+  return { images, labels, evalSet, isPoison, infected };
+}
+
+/**
+ * The checkpoint to continue from (when resuming and one is there) or a fresh one. A checkpoint
+ * made with other options is refused unless forced; then its options win.
+ *
+ * @throws {ResumeMismatchError} the options differ and `forceResume` is off.
+ */
+async function openCheckpoint(ctx: RunContext, infected: BundleOnDisk): Promise<RunStart> {
+  const { job, ckDir } = ctx;
   const resumed = job.resume && await Deno.stat(join(ckDir, "checkpoint.json")).then(
     () => true,
     () => false,
   );
-  const ready = await readiness(job.server);
-  if (resumed) {
-    ck = JSON.parse(await Deno.readTextFile(join(ckDir, "checkpoint.json")));
-    const differences = ck.options ? optionDifferences(ck.options, runOptions(job.params)) : [];
-    if (differences.length && !job.forceResume) {
-      throw new ResumeMismatchError(job.out, ck.round, differences);
-    }
-    if (differences.length) {
-      // The state carries the run's schedule and seed, and the service refuses others: forcing
-      // continues the checkpoint's run with this command's per-round budgets.
-      say(`--force-resume: continuing the checkpoint's run; ignoring ${differences.join("; ")}`);
-      params = { ...params, ...ck.options };
-    }
-    model = await readBundleDir(join(ckDir, "model"));
-    state = await Deno.readFile(join(ckDir, "state.json"));
-    say(`resuming after round ${ck.round} from ${ckDir}`);
-  } else {
-    model = infected;
+  if (!resumed) {
+    const ck: Checkpoint = { round: 0, done: false, points: [], lastReport: {} };
     ck.options = runOptions(job.params);
+    return { ck, resumed, model: infected, params: job.params };
   }
-  const progress = new Progress();
-  progress.resumeAt(Number(ck.lastReport.progress ?? 0));
-  job.onCheckpoint?.(ck.round, progress.shown);
-  const timings: Record<string, number> = ck.timings ?? {};
-  const addTime = (k: string, seconds: number) => {
-    timings[k] = Math.round(((timings[k] ?? 0) + seconds) * 10) / 10;
-  };
-  ck.backend ??= ready.backend;
+  const ck: Checkpoint = JSON.parse(await Deno.readTextFile(join(ckDir, "checkpoint.json")));
+  let params = job.params;
+  const differences = ck.options ? optionDifferences(ck.options, runOptions(job.params)) : [];
+  if (differences.length && !job.forceResume) {
+    throw new ResumeMismatchError(job.out, ck.round, differences);
+  }
+  if (differences.length) {
+    // The state carries the run's schedule and seed, and the service refuses others: forcing
+    // continues the checkpoint's run with this command's per-round budgets.
+    ctx.say(`--force-resume: continuing the checkpoint's run; ignoring ${differences.join("; ")}`);
+    params = { ...params, ...ck.options };
+  }
+  const model = await readBundleDir(join(ckDir, "model"));
+  const state = await Deno.readFile(join(ckDir, "state.json"));
+  ctx.say(`resuming after round ${ck.round} from ${ckDir}`);
+  // Time spent before the resume is in the checkpoint's phases.
+  Object.assign(ctx.timings, ck.timings ?? {});
+  return { ck, resumed, model, state, params };
+}
 
-  if (job.detect && !ck.detection) {
-    say(`detect: ${JSON.stringify(job.detect)} on the extra set with the infected model`);
-    const d = await runDetection({
-      server: job.server,
-      model: infected,
-      images,
-      labels,
-      isPoison,
-      params: job.detect,
-      retry,
-    });
-    ck.detection = d.section;
-    ck.backend ??= d.backend;
-    addTime("detect", d.section.seconds);
-    const m = d.section.metrics;
-    say(
-      `detect: flagged ${d.section.flagged} of ${d.section.n}` +
-        (m
-          ? `; precision ${fmtPct(m.precision)} recall ${fmtPct(m.recall)} AUROC ${
-            m.auroc?.toFixed(3) ?? "—"
-          }`
-          : "") +
-        ` (${d.section.seconds.toFixed(1)} s)`,
-    );
-  }
-  if (!resumed && job.evalDir) {
-    const t = performance.now();
-    const figs = await evaluateRound(job, model, evalSet!, retry);
-    const s = (performance.now() - t) / 1000;
-    addTime("evaluate", s);
-    ck.points.push({ round: 0, stage: "infected", ...figs, eval_seconds: round1(s) });
-    say(
-      `infected model: acc ${fmtPct(figs.clean_accuracy)} asr ${
-        fmtPct(figs.attack_success_rate)
-      } rob ${fmtPct(figs.robust_accuracy)} (${s.toFixed(1)} s)`,
-    );
-  }
+/** Detection on the extra set with the infected model, before purifying (`--detect`). */
+async function detectStep(ctx: RunContext, inputs: RunInputs, ck: Checkpoint): Promise<void> {
+  const { job, say } = ctx;
+  say(`detect: ${JSON.stringify(job.detect)} on the extra set with the infected model`);
+  const d = await runDetection({
+    server: job.server,
+    model: inputs.infected,
+    images: inputs.images,
+    labels: inputs.labels,
+    isPoison: inputs.isPoison,
+    params: job.detect!,
+    retry: ctx.retry,
+  });
+  ck.detection = d.section;
+  ck.backend ??= d.backend;
+  ctx.addTime("detect", d.section.seconds);
+  const m = d.section.metrics;
+  say(
+    `detect: flagged ${d.section.flagged} of ${d.section.n}` +
+      (m
+        ? `; precision ${fmtPct(m.precision)} recall ${fmtPct(m.recall)} AUROC ${
+          m.auroc?.toFixed(3) ?? "—"
+        }`
+        : "") +
+      ` (${d.section.seconds.toFixed(1)} s)`,
+  );
+}
 
-  if (resumed && ck.done) say(`the checkpoint in ${ckDir} is already done; writing the report`);
+/** Round 0 of the figures: the infected model on the evaluation set (`--eval`). */
+async function evaluateInfected(
+  ctx: RunContext,
+  model: BundleOnDisk,
+  set: EvalSet,
+  ck: Checkpoint,
+): Promise<void> {
+  const t = performance.now();
+  const figs = await evaluateRound(ctx.job, model, set, ctx.retry);
+  const s = (performance.now() - t) / 1000;
+  ctx.addTime("evaluate", s);
+  ck.points.push({ round: 0, stage: "infected", ...figs, eval_seconds: round1(s) });
+  ctx.say(
+    `infected model: acc ${fmtPct(figs.clean_accuracy)} asr ${
+      fmtPct(figs.attack_success_rate)
+    } rob ${fmtPct(figs.robust_accuracy)} (${s.toFixed(1)} s)`,
+  );
+}
+
+/** Rounds until the schedule is done or `maxRounds` is reached; returns the last model. */
+async function runRounds(
+  ctx: RunContext,
+  inputs: RunInputs,
+  start: RunStart,
+  progress: Progress,
+): Promise<BundleOnDisk> {
+  const { job } = ctx;
+  const { ck } = start;
+  let model = start.model;
+  let state = start.state;
   try {
     while (!ck.done && ck.round < job.maxRounds) {
       const t0 = performance.now();
       if (!job.quiet) progress.roundStarted(ck.round + 1);
-      const res = await postWithRetry(`${job.server}/v1/purify/rounds`, () => {
-        const f = new FormData();
-        appendBundle(f, model);
-        f.append("images", new Blob([images as Uint8Array<ArrayBuffer>]), "images.npy");
-        f.append("labels", new Blob([labels as Uint8Array<ArrayBuffer>]), "labels.npy");
-        f.append("params", JSON.stringify(params));
-        if (state) f.append("state", new Blob([state as Uint8Array<ArrayBuffer>]), "state.json");
-        return f;
-      }, retry);
-      const form = await res.formData();
-      const report = JSON.parse(new TextDecoder().decode(await partBytes(form, "report")));
-      model = {
-        modelJson: await partBytes(form, "model"),
-        weights: await partFiles(form, "weights"),
-      };
-      state = await partBytes(form, "state");
+      const answer = await postRound(ctx, inputs, model, state, start.params);
+      ({ model, state } = answer);
+      const report = answer.report;
       const roundSeconds = (performance.now() - t0) / 1000;
-      addTime("rounds", roundSeconds);
+      ctx.addTime("rounds", roundSeconds);
       ck.round++;
       ck.done = Boolean(report.done);
       ck.lastReport = report;
@@ -293,26 +411,14 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
       };
       if (job.evalDir) {
         const t = performance.now();
-        Object.assign(point, await evaluateRound(job, model, evalSet!, retry));
+        Object.assign(point, await evaluateRound(job, model, inputs.evalSet!, ctx.retry));
         const s = (performance.now() - t) / 1000;
         point.eval_seconds = round1(s);
-        addTime("evaluate", s);
+        ctx.addTime("evaluate", s);
       }
       ck.points.push(point);
-      ck.timings = timings;
-      // Model and state first, checkpoint.json last, with Ctrl-C held off until all are written
-      // (a crash in between still resumes from the old round's checkpoint.json).
-      const [m, st] = [model, state];
-      await whileCheckpointing(async () => {
-        await writeBundleDir(join(ckDir, "model"), m);
-        await writeAtomic(join(ckDir, "state.json"), st);
-        await writeAtomic(join(ckDir, "checkpoint.json"), JSON.stringify(ck));
-        await Deno.writeTextFile(join(job.out, "rounds.jsonl"), JSON.stringify(report) + "\n", {
-          append: true,
-        });
-        // What "interrupted after round N" names: this checkpoint, now whole.
-        job.onCheckpoint?.(ck.round, progress.update(Number(report.progress ?? 0)));
-      });
+      ck.timings = ctx.timings;
+      await checkpointRound(ctx, ck, answer, progress);
       if (!job.quiet) {
         const figs = job.evalDir
           ? ` acc ${fmtPct(point.clean_accuracy)} asr ${fmtPct(point.attack_success_rate)} rob ${
@@ -330,39 +436,105 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     // A round that failed must not leave the ticker keeping the process alive.
     if (!job.quiet) progress.stop();
   }
-  await writeBundleDir(join(job.out, "purified"), model);
-  const flagged = ck.lastReport.flagged_indices ?? [];
-  await writeAtomic(join(job.out, "flagged.json"), JSON.stringify(flagged));
+  return model;
+}
 
-  const images_: ReportImages = {};
+/** One `POST /v1/purify/rounds` (retried on transient failures) and its multipart answer. */
+async function postRound(
+  ctx: RunContext,
+  inputs: RunInputs,
+  model: BundleOnDisk,
+  state: Uint8Array | undefined,
+  params: Record<string, unknown>,
+): Promise<RoundAnswer> {
+  const res = await postWithRetry(`${ctx.job.server}/v1/purify/rounds`, () => {
+    const f = new FormData();
+    appendBundle(f, model);
+    f.append("images", new Blob([inputs.images as Uint8Array<ArrayBuffer>]), "images.npy");
+    f.append("labels", new Blob([inputs.labels as Uint8Array<ArrayBuffer>]), "labels.npy");
+    f.append("params", JSON.stringify(params));
+    if (state) f.append("state", new Blob([state as Uint8Array<ArrayBuffer>]), "state.json");
+    return f;
+  }, ctx.retry);
+  const form = await res.formData();
+  const report: RoundReply = JSON.parse(new TextDecoder().decode(await partBytes(form, "report")));
+  return {
+    report,
+    model: { modelJson: await partBytes(form, "model"), weights: await partFiles(form, "weights") },
+    state: await partBytes(form, "state"),
+  };
+}
+
+/**
+ * Model and state first, checkpoint.json last, with Ctrl-C held off until all are written (a
+ * crash in between still resumes from the old round's checkpoint.json).
+ */
+async function checkpointRound(
+  ctx: RunContext,
+  ck: Checkpoint,
+  answer: RoundAnswer,
+  progress: Progress,
+): Promise<void> {
+  const { job, ckDir } = ctx;
+  await whileCheckpointing(async () => {
+    await writeBundleDir(join(ckDir, "model"), answer.model);
+    await writeAtomic(join(ckDir, "state.json"), answer.state);
+    await writeAtomic(join(ckDir, "checkpoint.json"), JSON.stringify(ck));
+    await Deno.writeTextFile(join(job.out, "rounds.jsonl"), JSON.stringify(answer.report) + "\n", {
+      append: true,
+    });
+    // What "interrupted after round N" names: this checkpoint, now whole.
+    job.onCheckpoint?.(ck.round, progress.update(Number(answer.report.progress ?? 0)));
+  });
+}
+
+/** The report's optional sections: sample images and flagged images, with why any is missing. */
+interface ReportExtras {
+  images: ReportImages;
+  samples?: SamplesSection;
+  sampleCount: number;
+  notes: string[];
+}
+
+/**
+ * Sample images before and after, and the detector's flagged images. The purified model is
+ * saved by now: an extra that fails costs its section (and a note), not the run.
+ */
+async function reportExtras(
+  ctx: RunContext,
+  inputs: RunInputs,
+  ck: Checkpoint,
+  model: BundleOnDisk,
+): Promise<ReportExtras> {
+  const { job, say } = ctx;
+  const images: ReportImages = {};
   let samples: SamplesSection | undefined;
   const sampleCount = job.samples ?? 8;
-  // The purified model is saved by now: a report extra that fails costs its section, not the run.
   const notes: string[] = [];
   if (job.evalDir && sampleCount > 0) {
     say(`samples: ${sampleCount} test images, clean, triggered and adversarial, before and after`);
     try {
       const s = await runSamples({
         server: job.server,
-        infected,
+        infected: inputs.infected,
         purified: model,
-        set: evalSet!,
+        set: inputs.evalSet!,
         target: job.target,
         count: sampleCount,
         attack: job.sampleAttack,
-        retry,
+        retry: ctx.retry,
       });
       samples = s.section;
-      images_.samples = s.images;
-      addTime("samples", s.section.seconds);
+      images.samples = s.images;
+      ctx.addTime("samples", s.section.seconds);
     } catch (e) {
       notes.push(`sample images left out: ${(e as Error).message}`);
     }
   }
   if (ck.detection?.flagged_images.length) {
     try {
-      const extra = imageBatchFromNpy(images);
-      images_.flagged = new Map(
+      const extra = imageBatchFromNpy(inputs.images);
+      images.flagged = new Map(
         ck.detection.flagged_images.map((f) => [f.index, imageDataUri(extra, f.index)]),
       );
     } catch (e) {
@@ -372,18 +544,32 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     }
   }
   for (const n of notes) say(`warning: ${n}`);
-  // Time spent before a resume is in the checkpoint's phases; this adds the current process's.
+  return { images, samples, sampleCount, notes };
+}
+
+/** Everything report.json holds. */
+async function reportData(
+  ctx: RunContext,
+  inputs: RunInputs,
+  ck: Checkpoint,
+  extras: ReportExtras,
+  version: string | undefined,
+  tStart: number,
+): Promise<ReportData> {
+  const { job, timings } = ctx;
+  const { samples, sampleCount, notes } = extras;
   timings.total = round1(
     Object.entries(timings).filter(([k]) => k !== "total").reduce((a, [, v]) => a + v, 0),
   );
   timings.this_process = round1((performance.now() - tStart) / 1000);
-  const truth = isPoison ? intArray(isPoison) : undefined;
-  const data: ReportData = {
+  const truth = inputs.isPoison ? intArray(inputs.isPoison) : undefined;
+  const flagged = ck.lastReport.flagged_indices ?? [];
+  return {
     title: job.title ?? "purifier: purification report",
     created: new Date().toISOString(),
     server: job.server,
     backend: ck.backend,
-    version: ready.version,
+    version,
     inputs: {
       model: job.modelDir,
       images: job.images,
@@ -405,9 +591,7 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
       done: ck.done,
       before: ck.points[0],
       after: ck.points.at(-1),
-      purification_flags: Array.isArray(flagged)
-        ? flagScore(flagged as number[], truth)
-        : { flagged: 0 },
+      purification_flags: Array.isArray(flagged) ? flagScore(flagged, truth) : { flagged: 0 },
     },
     points: ck.points,
     detection: ck.detection,
@@ -416,21 +600,6 @@ export async function runPurification(job: PurifyJob): Promise<PurifyOutcome> {
     timings,
     ...(notes.length ? { notes } : {}),
     last: ck.lastReport,
-  };
-  await writeAtomic(
-    join(job.out, "report.json"),
-    JSON.stringify(data, null, 2),
-  );
-  const reportPath = join(job.out, "report.html");
-  await writeAtomic(reportPath, reportHtml(data, images_));
-  return {
-    rounds: ck.round,
-    done: ck.done,
-    points: ck.points,
-    finalReport: ck.lastReport,
-    outDir: job.out,
-    report: data,
-    reportPath,
   };
 }
 

@@ -29,10 +29,50 @@ export class MissingPartError extends HttpError {
   }
 }
 
+/** One failed check of a document, as a 400's `details.issues` lists it. */
+export interface ValidationIssue {
+  /** Dotted path of the field (`root` for the document itself). */
+  path: string;
+  message: string;
+}
+
+/** How {@link ValidationError.fromZod} names a document and its fields. */
+export interface ZodDocument {
+  /** Starts the message: `invalid schedule`, `'params' is invalid`. */
+  label: string;
+  /** Path of an issue about the whole document. */
+  root: string;
+  /** Prepended to every issue's path (a form part's name). Default: none. */
+  prefix?: string;
+  /** Appended to the message, e.g. what to send instead. */
+  hint?: string;
+  /** Most issues listed. Default: all. */
+  max?: number;
+}
+
 /** Params, state or another JSON document failed schema validation. */
 export class ValidationError extends HttpError {
   constructor(message: string, details?: unknown) {
     super(400, "invalid_params", message, details);
+  }
+
+  /**
+   * The one way a failed zod parse becomes a 400: the message lists each issue as
+   * `path: message`, `details.issues` holds the same as {@link ValidationIssue}s.
+   */
+  static fromZod(
+    error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] },
+    doc: ZodDocument,
+  ): ValidationError {
+    const issues: ValidationIssue[] = error.issues.slice(0, doc.max).map((i) => {
+      const parts = [...(doc.prefix === undefined ? [] : [doc.prefix]), ...i.path.map(String)];
+      return { path: parts.length > 0 ? parts.join(".") : doc.root, message: i.message };
+    });
+    const listed = issues.map((i) => `${i.path}: ${i.message}`).join("; ");
+    return new ValidationError(
+      `${doc.label}: ${listed}${doc.hint === undefined ? "" : `; ${doc.hint}`}`,
+      { issues },
+    );
   }
 }
 

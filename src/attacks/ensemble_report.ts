@@ -3,7 +3,7 @@
  * on and broke, robust accuracy after it (cumulative), the worst case per image, and the
  * gradient-masking check from the images only the black-box member broke.
  */
-import { checkMasking, type MaskingCheck } from "../metrics/gradient_masking.ts";
+import { checkMasking, type MaskingCheck } from "./gradient_masking.ts";
 import { BLACK_BOX, type Member, type MemberOutcome } from "./autoattack.ts";
 
 /** One ensemble member's figures over the whole request. */

@@ -35,10 +35,10 @@
  * @module
  */
 import type { Preprocess } from "../model/classifier.ts";
-import { featuresOf } from "../model/features.ts";
 import { Rng } from "../random/rng.ts";
 import { gatherRows, kmeans, median, pca, silhouette, sqDist } from "./linalg.ts";
 import { byClass, flagByRule, type FlagRule } from "./thresholds.ts";
+import { detectorFeatures } from "./features.ts";
 import type { Detector, DetectResult } from "./types.ts";
 
 export interface ActivationClusteringOptions {
@@ -267,14 +267,7 @@ export const activationClustering: Detector<ActivationClusteringOptions> = async
   options,
   ctx,
 ) => {
-  const f = await featuresOf(clf, images, {
-    layer: options.layer,
-    batchSize: ctx.batchSize,
-    signal: ctx.signal,
-    preprocess: options.preprocess,
-    logits: true,
-  });
-  ctx.signal?.throwIfAborted();
+  const f = await detectorFeatures(clf, images, options, ctx, true);
   const margins = labelMargins(f.logits!, clf.numClasses, labels);
   const { scores, inSuspect, classes, suspectedTarget } = clusterScores(
     f.data,

@@ -158,9 +158,7 @@ export const DetectParamsSchema = z.discriminatedUnion("method", [
 
 /** Parsed params, defaults filled in. */
 export type DetectParams = z.infer<typeof DetectParamsSchema>;
-/** Params as a client may send them (defaults optional). */
-export type DetectParamsInput = z.input<typeof DetectParamsSchema>;
 /** The method names. */
 export type DetectMethod = DetectParams["method"];
-/** Options of the PUD detector (`src/detect/pud.ts`): its parsed params, defaults filled in. */
-export type PudOptions = z.infer<typeof PudParamsSchema>;
+/** The PUD detector's parsed params (`src/detect/pud.ts`), defaults filled in. */
+export type PudParams = z.infer<typeof PudParamsSchema>;

@@ -41,7 +41,7 @@ import { EvidenceSchema, parseSchedule, type Schedule } from "../purify/schedule
 import { consistencyScores, otsuSplit, rowArgmax, suspectClass } from "../purify/selection.ts";
 import { FLAGGED } from "../purify/state.ts";
 import { trainableVariables } from "../purify/weights.ts";
-import type { PudOptions as PudParams } from "./options.ts";
+import type { PudParams } from "./options.ts";
 import type { DetectContext, Detector, DetectResult } from "./types.ts";
 
 /** The parsed `pud` params, plus an optional purified model supplied by a library caller. */

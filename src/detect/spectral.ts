@@ -17,9 +17,9 @@
  * @module
  */
 import type { Preprocess } from "../model/classifier.ts";
-import { featuresOf } from "../model/features.ts";
 import { gatherRows, pca } from "./linalg.ts";
 import { byClass, flagByRule, type FlagRule, MIN_CLASS_FOR_DISTRIBUTION } from "./thresholds.ts";
+import { detectorFeatures } from "./features.ts";
 import type { Detector, DetectResult } from "./types.ts";
 
 export interface SpectralOptions {
@@ -105,13 +105,7 @@ export function spectralScores(
  */
 export const spectral: Detector<SpectralOptions> = async (clf, images, labels, options, ctx) => {
   const rule = options.flagRule ?? { rule: "fpr", fpr: 0.05 };
-  const f = await featuresOf(clf, images, {
-    layer: options.layer,
-    batchSize: ctx.batchSize,
-    signal: ctx.signal,
-    preprocess: options.preprocess,
-  });
-  ctx.signal?.throwIfAborted();
+  const f = await detectorFeatures(clf, images, options, ctx);
   const { scores, classes, suspectedTarget } = spectralScores(
     f.data,
     f.dim,

@@ -33,7 +33,6 @@
  * @module
  */
 import type { Preprocess } from "../model/classifier.ts";
-import { featuresOf } from "../model/features.ts";
 import {
   centerRows,
   columnMeans,
@@ -48,6 +47,7 @@ import {
 } from "./linalg.ts";
 import { Rng } from "../random/rng.ts";
 import { byClass, flagByRule, type FlagRule } from "./thresholds.ts";
+import { detectorFeatures } from "./features.ts";
 import type { Detector } from "./types.ts";
 
 export interface SpectreOptions {
@@ -263,13 +263,7 @@ export function spectreScores(
  */
 export const spectre: Detector<SpectreOptions> = async (clf, images, labels, options, ctx) => {
   const rule: FlagRule = options.flagRule ?? { rule: "fpr", fpr: 0.05 };
-  const f = await featuresOf(clf, images, {
-    layer: options.layer,
-    batchSize: ctx.batchSize,
-    signal: ctx.signal,
-    preprocess: options.preprocess,
-  });
-  ctx.signal?.throwIfAborted();
+  const f = await detectorFeatures(clf, images, options, ctx);
   const { scores, classes, suspectedTarget } = spectreScores(f.data, f.dim, labels, options);
   const flagged = flagByRule(scores, labels, rule);
   let target = suspectedTarget, best = 0;

@@ -8,6 +8,7 @@ import * as tf from "@tensorflow/tfjs";
 import { NonFiniteError } from "../errors.ts";
 import type { BundleFile } from "../io/model_bundle.ts";
 import type { LoadedClassifier } from "../model/load_classifier.ts";
+import { concatBytes } from "../io/bytes.ts";
 
 /** Watches the logits of the classifiers it wraps. */
 export class FiniteGuard {
@@ -95,7 +96,7 @@ export function assertFiniteWeights(saved: { modelJson: Uint8Array; weights: Bun
   };
   const specs = doc.weightsManifest.flatMap((g) => g.weights);
   const one = saved.weights.length === 1 && saved.weights[0].bytes.byteOffset % 4 === 0;
-  const bytes = one ? saved.weights[0].bytes : concat(saved.weights.map((w) => w.bytes));
+  const bytes = one ? saved.weights[0].bytes : concatBytes(saved.weights.map((w) => w.bytes));
   let offset = bytes.byteOffset;
   for (const s of specs) {
     const n = s.shape.reduce((a, b) => a * b, 1);
@@ -113,14 +114,4 @@ export function assertFiniteWeights(saved: { modelJson: Uint8Array; weights: Bun
     }
     offset += n * 4;
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }

@@ -42,13 +42,3 @@ export function deadline(budgetMs: number): MiddlewareHandler<AppEnv> {
     }
   };
 }
-
-/** Throws the signal's reason (a 504 for a spent budget) when it has fired. */
-export function checkSignal(signal: AbortSignal | undefined, budgetMs?: number): void {
-  if (!signal?.aborted) return;
-  const reason = signal.reason;
-  if (reason instanceof DOMException && reason.name === "TimeoutError" && budgetMs) {
-    throw new TimeBudgetExceededError(budgetMs);
-  }
-  throw reason instanceof Error ? reason : new Error(String(reason));
-}

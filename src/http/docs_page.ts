@@ -71,11 +71,13 @@ export interface FieldRow {
 /** Safe-integer bounds zod puts on `z.int()` say nothing to a reader. */
 const NO_BOUND = 2 ** 53 - 1;
 
-/** `8/255 (0.0314)` for a value that is a whole number of 255ths, else the number. */
+/** `8/255 (0.0314)` for a small pixel budget that is a whole number of 255ths, else the number. */
 export function formatNumber(x: number): string {
   if (!Number.isFinite(x)) return String(x);
   const k = x * 255;
-  if (x > 0 && x < 1 && Math.abs(k - Math.round(k)) < 1e-9) {
+  // Pixel budgets up to 64/255 that read badly as decimals (0.0313725…); 0.2 is 51/255 too, but
+  // stays 0.2, and 1/3 is not a budget.
+  if (x > 0 && k <= 64 && String(x).length > 8 && Math.abs(k - Math.round(k)) < 1e-9) {
     return `${Math.round(k)}/255 (${+x.toPrecision(3)})`;
   }
   return Number.isInteger(x) ? String(x) : String(+x.toPrecision(6));
@@ -161,7 +163,8 @@ export function fieldRows(s: Schema, prefix = "", maxDepth = 6): FieldRow[] {
       name,
       type: typeLabel(f),
       bounds: bounds(f),
-      default: defaultLabel(f.default),
+      // An object's fields are rows of their own, each with its default.
+      default: f.properties ? "" : defaultLabel(f.default),
       description: f.description ?? (fixed ? "selects this variant" : ""),
       required: required.has(key),
     });
@@ -201,7 +204,7 @@ function fieldsTable(rows: FieldRow[], caption: string, side: Side): string {
       ? ""
       : ' <span class="opt">optional</span>';
   const body = rows.map((r) =>
-    `<tr><td><code>${esc(r.name)}</code>${mark(r)}` +
+    `<tr><td><code>${esc(r.name).replace(/([.\]])/g, "$1<wbr>")}</code>${mark(r)}` +
     `</td><td>${esc(r.type)}</td><td>${esc(r.bounds)}</td><td>${
       r.default ? `<code>${esc(r.default)}</code>` : ""
     }</td><td>${inline(r.description)}</td></tr>`
@@ -388,7 +391,7 @@ export function renderDocs(openapi: unknown): string {
     `<meta name="viewport" content="width=device-width, initial-scale=1">` +
     `<title>${esc(doc.info.title)} API</title><style>${CSS}</style></head><body><main>` +
     `<h1>${esc(doc.info.title)} API <small>${esc(doc.info.version)}</small></h1>` +
-    `<p>${esc(doc.info.description)}</p>` +
+    `<p>${inline(doc.info.description)}</p>` +
     `<p>Every example runs from the repository root against the fixture in ` +
     `<code>tests/fixtures/tiny_cnn/</code>, with the service on <code>localhost:8000</code> ` +
     `(<code>deno task start</code>). With <code>API_TOKEN</code> set, add ` +

@@ -76,14 +76,11 @@ export function parseJson<S extends z.ZodType>(text: string, schema: S, what: st
   const raw = parseJsonText(text, `'${what}'`);
   const r = schema.safeParse(raw);
   if (!r.success) {
-    const issues = r.error.issues.map((i) => ({
-      path: [what, ...i.path.map(String)].join("."),
-      message: i.message,
-    }));
-    throw new ValidationError(
-      `'${what}' is invalid: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`,
-      { issues },
-    );
+    throw ValidationError.fromZod(r.error, {
+      label: `'${what}' is invalid`,
+      root: what,
+      prefix: what,
+    });
   }
   return r.data;
 }

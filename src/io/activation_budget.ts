@@ -29,9 +29,8 @@
  */
 import { LimitExceededError, UnsupportedModelError } from "../errors.ts";
 import { CONTAINER_LAYERS } from "./supported_layers.ts";
+import { camel, inboundNodes, isJsonObject, type JsonObject, layersOf } from "./keras_config.ts";
 import { MAX_JSON_DEPTH, showJson as show } from "./json_guard.ts";
-
-type JsonObject = Record<string, unknown>;
 
 /** A shape without its batch dimension. */
 export type SampleShape = number[];
@@ -97,21 +96,11 @@ export interface ActivationBudget {
 
 // --- reading configs as tfjs does --------------------------------------------------------------
 
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** tfjs' `toCamelCase`. */
-function camel(key: string): string {
-  if (key.length <= 1 || !key.includes("_")) return key;
-  return key.replace(/[_]+(\w|$)/g, (_, c: string) => c.toUpperCase());
-}
-
 /** A config with tfjs' key conversion: camel-cased keys, the last spelling of a key wins. */
 function tsConfig(layer: JsonObject): JsonObject {
   const out: JsonObject = {};
   const c = layer.config;
-  if (!isObject(c)) return out;
+  if (!isJsonObject(c)) return out;
   for (const k of Object.keys(c)) out[camel(k)] = c[k];
   return out;
 }
@@ -122,17 +111,10 @@ function str(v: unknown): string | undefined {
 }
 
 function layerName(layer: JsonObject, index: number): string {
-  const c = isObject(layer.config) ? layer.config : {};
+  const c = isJsonObject(layer.config) ? layer.config : {};
   if (typeof c.name === "string" && c.name !== "") return c.name;
   if (typeof layer.name === "string" && layer.name !== "") return layer.name;
   return `#${index}`;
-}
-
-function layersOf(container: JsonObject): unknown[] {
-  const config = container.config;
-  if (Array.isArray(config)) return config;
-  if (isObject(config) && Array.isArray(config.layers)) return config.layers;
-  return [];
 }
 
 /** What a failure names: the layer's path and class. */
@@ -662,12 +644,14 @@ function declaredInput(layer: JsonObject, depth = 0): unknown[] | undefined {
   if (typeof layer.class_name !== "string" || !CONTAINER_LAYERS.has(layer.class_name)) return;
   const layers = layersOf(layer);
   if (layer.class_name === "Sequential") {
-    return isObject(layers[0]) ? declaredInput(layers[0], depth + 1) : undefined;
+    return isJsonObject(layers[0]) ? declaredInput(layers[0], depth + 1) : undefined;
   }
-  const config = isObject(layer.config) ? layer.config : {};
+  const config = isJsonObject(layer.config) ? layer.config : {};
   const first = Array.isArray(config.input_layers) ? refOf(config.input_layers[0]) : undefined;
   const input = first &&
-    layers.find((l, i) => isObject(l) && layerName(l, i) === first.name) as JsonObject | undefined;
+    layers.find((l, i) => isJsonObject(l) && layerName(l, i) === first.name) as
+      | JsonObject
+      | undefined;
   return input ? declaredShape(tsConfig(input)) : undefined;
 }
 
@@ -703,8 +687,8 @@ function apply(
 function checkUniqueNames(layers: unknown[], where: string): void {
   const seen = new Map<string, number>();
   layers.forEach((l, i) => {
-    if (!isObject(l)) return;
-    const c = isObject(l.config) ? l.config : {};
+    if (!isJsonObject(l)) return;
+    const c = isJsonObject(l.config) ? l.config : {};
     const name = typeof c.name === "string" && c.name !== ""
       ? c.name
       : typeof l.name === "string" && l.name !== ""
@@ -742,7 +726,7 @@ function runContainer(
   if (container.class_name === "Sequential") {
     let x = inputs;
     layers.forEach((l, i) => {
-      if (!isObject(l)) return;
+      if (!isJsonObject(l)) return;
       const name = `${prefix}${layerName(l, i)}`;
       if (x === undefined) {
         // The first layer carries the input shape (or is an InputLayer).
@@ -781,11 +765,11 @@ function runFunctional(
   inputs: SampleShape[] | undefined,
   depth: number,
 ): SampleShape[] {
-  const config = isObject(container.config) ? container.config : {};
+  const config = isJsonObject(container.config) ? container.config : {};
   // tfjs resolves inbound nodes by each layer's outer `name` (the last layer of a name wins).
   const byName = new Map<string, { layer: JsonObject; index: number }>();
   layers.forEach((l, i) => {
-    if (!isObject(l)) return;
+    if (!isJsonObject(l)) return;
     byName.set(typeof l.name === "string" ? l.name : layerName(l, i), { layer: l, index: i });
   });
   // Output shapes by `name#node`. Input layers and nested models own node 0; calls of a plain
@@ -817,8 +801,7 @@ function runFunctional(
   const pending: { name: string; layer: JsonObject; node: number; refs: unknown[] }[] = [];
   for (const [name, { layer }] of byName) {
     if (layer.class_name === "InputLayer") continue;
-    let inbound: unknown;
-    for (const k of Object.keys(layer)) if (camel(k) === "inboundNodes") inbound = layer[k];
+    const inbound = inboundNodes(layer);
     if (!Array.isArray(inbound)) continue;
     const base = typeof layer.class_name === "string" && CONTAINER_LAYERS.has(layer.class_name)
       ? 1
@@ -904,7 +887,7 @@ export function planActivations(topology: JsonObject): ActivationPlan {
   const walk: Walk = { layers: [], largestTensorValues: 0 };
   const inputs: SampleShape[] = [];
   // The input shape, for the report: the first layer that declares one.
-  const first = layersOf(topology).find((l) => isObject(l) && declaredInput(l));
+  const first = layersOf(topology).find((l) => isJsonObject(l) && declaredInput(l));
   if (first) inputs.push(declaredInput(first as JsonObject) as number[]);
   runContainer(walk, topology, "", undefined, 0);
   const inputShape = inputs[0] ?? [];

@@ -22,6 +22,7 @@ import {
   UnsupportedMediaTypeError,
 } from "../errors.ts";
 import type { NdArray } from "./npy.ts";
+import { concatBytes } from "./bytes.ts";
 
 /**
  * A batch of images `[N, H, W, C]`, C order, every value in [0,1]: the one batch type of the
@@ -355,19 +356,9 @@ function readPngHeader(f: ImageFile): Header {
     depth,
     srcChannels: kind.samples,
     interlaced: interlace === 1,
-    idat: concat(parts),
-    critical: concat(critical),
+    idat: concatBytes(parts),
+    critical: concatBytes(critical),
   };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** Adam7 pass origins and steps (PNG spec, 8.2). */

@@ -16,9 +16,8 @@
  */
 import { LimitExceededError, MalformedInputError } from "../errors.ts";
 import { CONTAINER_LAYERS } from "./supported_layers.ts";
+import { inboundNodes, isJsonObject, type JsonObject, layersOf } from "./keras_config.ts";
 import { MAX_JSON_DEPTH, showJson as short } from "./json_guard.ts";
-
-type JsonObject = Record<string, unknown>;
 
 /** Most inbound nodes in one model, nested models included (each layer call is one node). */
 export const MAX_GRAPH_NODES = 10_000;
@@ -27,30 +26,6 @@ const FUNCTIONAL = new Set(["Model", "Functional"]);
 
 /** tfjs-layers' `isValidTensorName` pattern (common.ts). */
 const TENSOR_NAME = /^[A-Za-z0-9][-A-Za-z0-9._/]*$/;
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function layersOf(container: JsonObject): unknown[] {
-  const config = container.config;
-  if (Array.isArray(config)) return config;
-  if (isObject(config) && Array.isArray(config.layers)) return config.layers;
-  return [];
-}
-
-/** tfjs' `toCamelCase`, which it applies to every config key before reading it. */
-function camel(key: string): string {
-  if (key.length <= 1 || !key.includes("_")) return key;
-  return key.replace(/[_]+(\w|$)/g, (_, c: string) => c.toUpperCase());
-}
-
-/** What tfjs reads as `layerData.inboundNodes`: the last key that camel-cases to it. */
-function inboundNodes(layer: JsonObject): unknown {
-  let out: unknown;
-  for (const k of Object.keys(layer)) if (camel(k) === "inboundNodes") out = layer[k];
-  return out;
-}
 
 /**
  * Throws {@link MalformedInputError} (400) when the Functional graph in `container`, or in any
@@ -70,8 +45,8 @@ function visit(container: JsonObject, where: string, budget: { nodes: number }, 
     replay(layers, where, budget);
   }
   layers.forEach((l, i) => {
-    if (!isObject(l)) return;
-    const name = isObject(l.config) ? l.config.name : undefined;
+    if (!isJsonObject(l)) return;
+    const name = isJsonObject(l.config) ? l.config.name : undefined;
     // A falsy name gets a generated one; any other non-string is stringified by tfjs.
     if (name && (typeof name !== "string" || !TENSOR_NAME.test(name))) {
       throw new MalformedInputError(
@@ -98,8 +73,8 @@ function replay(layers: unknown[], where: string, budget: { nodes: number }): vo
     else queue.set(key, [node]);
   };
   layers.forEach((l, i) => {
-    if (!isObject(l)) return;
-    const config = isObject(l.config) ? l.config : {};
+    if (!isJsonObject(l)) return;
+    const config = isJsonObject(l.config) ? l.config : {};
     // Keras always writes string names; tfjs camel-cases any other kind, so its lookups would no
     // longer match what is replayed here.
     if (
@@ -138,7 +113,7 @@ function replay(layers: unknown[], where: string, budget: { nodes: number }): vo
     let stuck: { at: string; input: unknown } | undefined;
     for (let i = 0; i < layers.length; i++) {
       const l = layers[i];
-      if (!isObject(l)) continue;
+      if (!isJsonObject(l)) continue;
       const own = created.get(String(l.name));
       if (own === undefined) continue;
       const key = queueKey[own];

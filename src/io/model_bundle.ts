@@ -22,6 +22,8 @@ import {
 } from "./activation_budget.ts";
 import { checkLayerGraph } from "./layer_graph.ts";
 import { MAX_JSON_DEPTH, parseJsonBytes, showJson } from "./json_guard.ts";
+import { concatBytes } from "./bytes.ts";
+import { containerLayers, isJsonObject, type JsonObject } from "./keras_config.ts";
 
 /** One uploaded file: a multipart part's filename and body. */
 export interface BundleFile {
@@ -76,12 +78,6 @@ export const SAVED_SHARD_NAME = "weights.bin";
 
 const QUANTIZED_BYTES: Record<string, number> = { uint8: 1, uint16: 2, float16: 2 };
 
-type JsonObject = Record<string, unknown>;
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 const show = showJson;
 
 /** The file name after the last `/` or `\`, as browsers and tfjs compare shard names. */
@@ -90,18 +86,10 @@ function basename(path: string): string {
   return parts[parts.length - 1];
 }
 
-/** The layer list of a container config: Keras writes `config.layers`, very old Keras an array. */
-function containerLayers(layer: JsonObject): unknown[] | undefined {
-  const config = layer.config;
-  if (Array.isArray(config)) return config;
-  if (isObject(config) && Array.isArray(config.layers)) return config.layers;
-  return undefined;
-}
-
 function layerName(layer: JsonObject): string | undefined {
   if (typeof layer.name === "string") return layer.name;
   const config = layer.config;
-  return isObject(config) && typeof config.name === "string" ? config.name : undefined;
+  return isJsonObject(config) && typeof config.name === "string" ? config.name : undefined;
 }
 
 interface LayerCensus {
@@ -120,7 +108,7 @@ function censusLayers(container: JsonObject, where: string, census: LayerCensus)
   }
   layers.forEach((layer, i) => {
     const at = `${where}.layers[${i}]`;
-    if (!isObject(layer) || typeof layer.class_name !== "string") {
+    if (!isJsonObject(layer) || typeof layer.class_name !== "string") {
       throw new MalformedInputError(
         `${at} is not a layer object with a string 'class_name'; each layer must be ` +
           '{"class_name": ..., "config": {...}}',
@@ -146,14 +134,14 @@ function findOutputLayer(container: JsonObject, depth = 0): JsonObject | undefin
     out = layers[layers.length - 1];
   } else {
     const config = container.config;
-    const outputs = isObject(config) ? config.output_layers : undefined;
+    const outputs = isJsonObject(config) ? config.output_layers : undefined;
     if (!Array.isArray(outputs) || outputs.length !== 1) return undefined;
     const first = outputs[0];
     const name = Array.isArray(first) ? first[0] : undefined;
     if (typeof name !== "string") return undefined;
-    out = layers.find((l) => isObject(l) && layerName(l) === name);
+    out = layers.find((l) => isJsonObject(l) && layerName(l) === name);
   }
-  if (!isObject(out)) return undefined;
+  if (!isJsonObject(out)) return undefined;
   if (typeof out.class_name === "string" && CONTAINER_LAYERS.has(out.class_name)) {
     return findOutputLayer(out, depth + 1);
   }
@@ -170,7 +158,7 @@ function findOutputLayer(container: JsonObject, depth = 0): JsonObject | undefin
 export function linearizeOutput(topology: JsonObject): string {
   const layer = findOutputLayer(topology);
   if (layer === undefined) return "linear";
-  const config = isObject(layer.config) ? layer.config : undefined;
+  const config = isJsonObject(layer.config) ? layer.config : undefined;
   if (layer.class_name === "Softmax") {
     const axis = config?.axis;
     if (axis !== undefined && axis !== null && axis !== -1 && axis !== 1) {
@@ -203,7 +191,7 @@ export function linearizeOutput(topology: JsonObject): string {
 export function restoreOutputActivation(topology: JsonObject, activation: string): boolean {
   if (activation === "linear") return false;
   const layer = findOutputLayer(topology);
-  const config = layer && isObject(layer.config) ? layer.config : undefined;
+  const config = layer && isJsonObject(layer.config) ? layer.config : undefined;
   if (config === undefined || config.activation !== "linear") return false;
   config.activation = activation;
   return true;
@@ -228,7 +216,7 @@ interface WeightGroup {
 }
 
 function checkWeightEntry(w: unknown, where: string, maxParams: number): WeightEntry {
-  if (!isObject(w) || typeof w.name !== "string" || w.name === "") {
+  if (!isJsonObject(w) || typeof w.name !== "string" || w.name === "") {
     throw new MalformedInputError(
       `${where} is not a weight entry; each must be {"name": string, "shape": [...], "dtype": ...}`,
     );
@@ -270,7 +258,7 @@ function checkWeightEntry(w: unknown, where: string, maxParams: number): WeightE
     return { name, shape: w.shape as number[], numel, bytes: numel * 4, skip };
   }
   const q = w.quantization;
-  if (!isObject(q) || typeof q.dtype !== "string" || !(q.dtype in QUANTIZED_BYTES)) {
+  if (!isJsonObject(q) || typeof q.dtype !== "string" || !(q.dtype in QUANTIZED_BYTES)) {
     throw new UnsupportedModelError(
       `weight '${name}' has quantization ${show(q)}; supported quantization dtypes are ` +
         "uint8, uint16 (with numeric 'scale' and 'min') and float16",
@@ -309,7 +297,7 @@ function checkManifest(manifest: unknown[], limits: BundleLimits): WeightGroup[]
   manifest.forEach((g, index) => {
     const where = `weightsManifest[${index}]`;
     if (
-      !isObject(g) || !Array.isArray(g.paths) || !g.paths.every((p) => typeof p === "string") ||
+      !isJsonObject(g) || !Array.isArray(g.paths) || !g.paths.every((p) => typeof p === "string") ||
       !Array.isArray(g.weights)
     ) {
       throw new MalformedInputError(
@@ -394,15 +382,9 @@ function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.byteLength;
-  }
-  return out;
+/** One buffer of `parts`: the part itself when there is one (a shard is not copied), else a join. */
+function joined(parts: Uint8Array[]): Uint8Array {
+  return parts.length === 1 ? parts[0] : concatBytes(parts);
 }
 
 /**
@@ -425,7 +407,7 @@ function decodeWeights(
   let o = 0;
   for (const g of groups) {
     const names = g.paths.map(basename);
-    const bytes = concatBytes(names.map((n) => shardBytes.get(n)!));
+    const bytes = joined(names.map((n) => shardBytes.get(n)!));
     const need = g.weights.reduce((n, w) => n + w.bytes, 0);
     if (bytes.byteLength !== need) {
       throw new UnsupportedModelError(
@@ -502,7 +484,7 @@ export function parseBundle(
   // Depth (before parsing) and prototype-shaped keys are refused here, before tfjs, whose config
   // conversion recurses and assigns keys, ever sees the document.
   const doc = parseJsonBytes(modelJson, "model.json");
-  if (!isObject(doc)) {
+  if (!isJsonObject(doc)) {
     throw new MalformedInputError(
       `model.json must be a JSON object with 'modelTopology' and 'weightsManifest', got ${
         Array.isArray(doc) ? "an array" : show(doc)
@@ -516,7 +498,7 @@ export function parseBundle(
         "--output_format=tfjs_layers_model) are supported",
     );
   }
-  if (!isObject(doc.modelTopology)) {
+  if (!isJsonObject(doc.modelTopology)) {
     throw new MalformedInputError(
       "model.json has no 'modelTopology' object; a TF.js LayersModel model.json needs one",
     );
@@ -530,7 +512,7 @@ export function parseBundle(
   // which we drop: a user's optimizer settings are not ours to restore.
   let topology = doc.modelTopology;
   if (topology.model_config !== undefined) {
-    if (!isObject(topology.model_config)) {
+    if (!isJsonObject(topology.model_config)) {
       throw new MalformedInputError("modelTopology.model_config must be an object");
     }
     topology = topology.model_config;
@@ -614,7 +596,7 @@ export async function saveBundle(
   opts.editTopology?.(topology);
   const raw = artifacts.weightData ?? new ArrayBuffer(0);
   const buffers = Array.isArray(raw) ? raw : [raw];
-  const bytes = concatBytes(buffers.map((b) => new Uint8Array(b)));
+  const bytes = joined(buffers.map((b) => new Uint8Array(b)));
   const json = {
     format: "layers-model",
     generatedBy: artifacts.generatedBy,

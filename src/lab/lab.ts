@@ -151,8 +151,7 @@ const STREAM = {
 export function parseLabOptions(input: unknown): LabOptions {
   const parsed = LabOptionsSchema.safeParse(input);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "options"}: ${i.message}`);
-    throw new ValidationError(`invalid lab options: ${issues.join("; ")}`, { issues });
+    throw ValidationError.fromZod(parsed.error, { label: "invalid lab options", root: "options" });
   }
   return parsed.data;
 }

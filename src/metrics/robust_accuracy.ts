@@ -9,10 +9,10 @@
  *   Hein, ICML 2020), robust accuracy after each member and the worst case per image, the figure
  *   RobustBench accepts.
  *
- * Every report carries a gradient-masking check (`gradient_masking.ts`). For the ensemble it comes
- * from its black-box member. For PGD, unless `maskingCheck` is false, three more attacks run on
- * the same images: PGD with a quarter of the steps, PGD at twice the eps, and a short Square Attack
- * ({@link MASKING_SQUARE_QUERIES} queries) on the images PGD left correct.
+ * Every report carries a gradient-masking check (`attacks/gradient_masking.ts`). For the
+ * ensemble it comes from its black-box member. For PGD, unless `maskingCheck` is false, three more
+ * attacks run on the same images: PGD with a quarter of the steps, PGD at twice the eps, and a
+ * short Square Attack ({@link MASKING_SQUARE_QUERIES} queries) on the images PGD left correct.
  *
  * @module
  */
@@ -34,7 +34,7 @@ import type { Classifier } from "../model/classifier.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 import { type ClassFigure, figures } from "./accuracy.ts";
 import { checkLabels } from "../io/label_checks.ts";
-import { checkMasking, type MaskingCheck } from "./gradient_masking.ts";
+import { checkMasking, type MaskingCheck } from "../attacks/gradient_masking.ts";
 
 /** PGD's default steps for robust accuracy. */
 export const PGD_STEPS = 20;

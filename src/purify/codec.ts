@@ -6,6 +6,7 @@
  * @module
  */
 import { ValidationError } from "../errors.ts";
+import { concatBytes } from "../io/bytes.ts";
 
 const CHUNK = 0x8000;
 
@@ -51,14 +52,7 @@ export function i32ToBase64(a: Int32Array): string {
  *   belongs to another dataset or model).
  */
 export function base64ToF32(b64: string, length: number, what: string): Float32Array {
-  const bytes = base64ToBytes(b64, what);
-  if (bytes.length !== length * 4) {
-    throw new ValidationError(
-      `state field '${what}' holds ${bytes.length / 4} float32 values; ${length} are required`,
-      { field: what, expected: length, got: bytes.length / 4 },
-    );
-  }
-  const out = new Float32Array(bytes.buffer);
+  const out = new Float32Array(words(b64, length, "float32", what).buffer);
   for (let i = 0; i < out.length; i++) {
     if (!Number.isFinite(out[i])) {
       throw new ValidationError(`state field '${what}' holds a non-finite value at index ${i}`);
@@ -75,14 +69,7 @@ export function base64ToI32(
   hi: number,
   what: string,
 ): Int32Array {
-  const bytes = base64ToBytes(b64, what);
-  if (bytes.length !== length * 4) {
-    throw new ValidationError(
-      `state field '${what}' holds ${bytes.length / 4} int32 values; ${length} are required`,
-      { field: what, expected: length, got: bytes.length / 4 },
-    );
-  }
-  const out = new Int32Array(bytes.buffer);
+  const out = new Int32Array(words(b64, length, "int32", what).buffer);
   for (let i = 0; i < out.length; i++) {
     if (out[i] < lo || out[i] > hi) {
       throw new ValidationError(
@@ -91,6 +78,18 @@ export function base64ToI32(
     }
   }
   return out;
+}
+
+/** The bytes of exactly `length` 4-byte values of `kind`. */
+function words(b64: string, length: number, kind: string, what: string): Uint8Array {
+  const bytes = base64ToBytes(b64, what);
+  if (bytes.length !== length * 4) {
+    throw new ValidationError(
+      `state field '${what}' holds ${bytes.length / 4} ${kind} values; ${length} are required`,
+      { field: what, expected: length, got: bytes.length / 4 },
+    );
+  }
+  return bytes;
 }
 
 /** A uint8 array of exactly `length` values, each at most `max`. */
@@ -114,14 +113,7 @@ export function base64ToU8(b64: string, length: number, max: number, what: strin
 
 /** Lower-case hex SHA-256 of `bytes` (or of several buffers, in order). */
 export async function sha256Hex(...parts: Uint8Array[]): Promise<string> {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
+  const all = concatBytes(parts);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }

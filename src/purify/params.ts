@@ -29,17 +29,13 @@ export const RoundParamsSchema = z.object({
   preprocess: PreprocessSchema.optional(),
 }).strict().describe("one bounded round of Progressive Unified Defense");
 
-export type RoundParamsInput = z.input<typeof RoundParamsSchema>;
 export type RoundParams = z.output<typeof RoundParamsSchema>;
 
 /** Validates round params. @throws {ValidationError} naming each offending field. */
 export function parseRoundParams(json: unknown): RoundParams {
   const r = RoundParamsSchema.safeParse(json ?? {});
   if (!r.success) {
-    const issues = r.error.issues.map((i) =>
-      `${i.path.length ? i.path.join(".") : "params"}: ${i.message}`
-    );
-    throw new ValidationError(`invalid purify params: ${issues.join("; ")}`, { issues });
+    throw ValidationError.fromZod(r.error, { label: "invalid purify params", root: "params" });
   }
   return r.data;
 }

@@ -66,8 +66,8 @@ import {
   type RoundState,
   scoreUnits,
   sealState,
-  stampSize,
 } from "./state.ts";
+import { stampData, Stamps } from "./stamps.ts";
 import { STREAM } from "./streams.ts";
 import { median } from "./target_evidence.ts";
 import { MeanTeacher } from "./teacher.ts";
@@ -135,9 +135,6 @@ export interface RoundResult {
 
 /** Loss terms of train steps, plus the trigger reconstruction's objective. */
 type ReportedLoss = LossTerm | "reconstruct";
-
-/** A stamp as `(1 − m)·x + m·p + δ` parts. */
-type StampParts = { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Tensor3D };
 
 /**
  * Runs one round. `state` is the previous round's state (undefined for the first round);
@@ -229,9 +226,7 @@ class RoundWork {
   #lossCounts: Partial<Record<ReportedLoss, number>> = {};
   #events: RoundEvent[] = [];
   #evidenceUnits: EvidenceUnit[] | undefined;
-  #stampTensors: StampParts[] | undefined;
-  /** The reconstructed trigger's stamp parts made for the current step (disposed after it). */
-  #liveStamp: StampParts[] = [];
+  readonly #stamps = new Stamps();
 
   constructor(
     readonly clf: Classifier,
@@ -497,10 +492,10 @@ class RoundWork {
         }
         const { height: h, width: w, channels: c } = this.st.dataset;
         disposeTriggerVars(this.#trigger);
-        this.#disposeStampTensors();
+        this.#stamps.reset();
         // The evidence phase's search towards the target is where this one starts.
         const start = initialTriggerArrays(h, w, c);
-        const scanned = this.#stampData("patch", target); // kept only when it worked
+        const scanned = stampData(this.st, "patch", target); // kept only when it worked
         if (scanned) {
           start.maskLogits.set(scanned.subarray(0, h * w));
           start.patternLogits.set(scanned.subarray(h * w));
@@ -698,7 +693,7 @@ class RoundWork {
         batch.xAdv = r.adversarial;
       }
       if (w.trigger > 0) {
-        const stamps = this.#stamps();
+        const stamps = this.#stamps.forStep(this.st, this.#trigger);
         if (stamps.length > 0) batch.xTrig = stampEach(batch.x, stamps, step);
       }
       const flagged = w.unlearn > 0 ? this.#unlearnable() : new Int32Array(0);
@@ -732,72 +727,8 @@ class RoundWork {
       this.#teacher?.update(this.vars, stage.mean_teacher.ema_decay);
     } finally {
       tf.dispose(Object.values(batch));
-      for (const l of this.#liveStamp.splice(0)) tf.dispose([l.mask, l.pattern, l.delta]);
+      this.#stamps.endStep();
     }
-  }
-
-  /** The evidence phase's stamps as kept in the state, each with its slice of the data. */
-  *#stampEntries(): Generator<
-    { kind: "patch" | "additive"; target: number | null; d: Float32Array }
-  > {
-    if (!this.st.stamps) return;
-    const { height: h, width: w, channels: c } = this.st.dataset;
-    let off = 0;
-    for (const s of this.st.stamps.kinds) {
-      const size = stampSize(s.kind, h, w, c);
-      yield { ...s, d: this.st.stamps.data.subarray(off, off + size) };
-      off += size;
-    }
-  }
-
-  /** The evidence phase's stamp data of `kind` towards `target`, if the state keeps one. */
-  #stampData(kind: "patch" | "additive", target: number | null): Float32Array | undefined {
-    for (const s of this.#stampEntries()) if (s.kind === kind && s.target === target) return s.d;
-    return undefined;
-  }
-
-  /**
-   * Every trigger the train stages stamp, as `(1 − m)·x + m·p + δ` parts: the reconstructed
-   * trigger (live: a later reconstruct stage may still change it) and the evidence phase's
-   * stamps, less the patch the reconstructed trigger refines.
-   */
-  #stamps(): StampParts[] {
-    const { height: h, width: w, channels: c } = this.st.dataset;
-    if (this.#stampTensors === undefined) {
-      const out: StampParts[] = [];
-      const refined = this.st.trigger?.target ?? null;
-      for (const { d, ...s } of this.#stampEntries()) {
-        if (s.kind === "patch" && this.#trigger && s.target === refined) continue;
-        out.push(tf.tidy(() =>
-          s.kind === "patch"
-            ? {
-              mask: tf.sigmoid(tf.tensor3d(d.subarray(0, h * w), [h, w, 1])) as tf.Tensor3D,
-              pattern: tf.sigmoid(tf.tensor3d(d.subarray(h * w), [h, w, c])) as tf.Tensor3D,
-              delta: tf.zeros([h, w, c]) as tf.Tensor3D,
-            }
-            : {
-              mask: tf.zeros([h, w, 1]) as tf.Tensor3D,
-              pattern: tf.zeros([h, w, c]) as tf.Tensor3D,
-              delta: tf.tensor3d(d, [h, w, c]),
-            }
-        ));
-      }
-      this.#stampTensors = out;
-    }
-    if (!this.#trigger) return this.#stampTensors;
-    const t = this.#trigger;
-    const live = tf.tidy(() => ({
-      mask: tf.sigmoid(t.maskLogits) as tf.Tensor3D,
-      pattern: tf.sigmoid(t.patternLogits) as tf.Tensor3D,
-      delta: tf.zeros([h, w, c]) as tf.Tensor3D,
-    }));
-    this.#liveStamp.push(live);
-    return [live, ...this.#stampTensors];
-  }
-
-  #disposeStampTensors(): void {
-    for (const s of this.#stampTensors ?? []) tf.dispose([s.mask, s.pattern, s.delta]);
-    this.#stampTensors = undefined;
   }
 
   #addLoss(name: ReportedLoss, v: number): void {
@@ -884,7 +815,7 @@ class RoundWork {
     this.#x?.dispose();
     this.#sgd?.dispose();
     disposeTriggerVars(this.#trigger);
-    this.#disposeStampTensors();
+    this.#stamps.dispose();
     this.#teacher?.dispose();
     if (this.#reference) tf.dispose(this.#reference);
   }

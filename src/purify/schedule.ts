@@ -316,8 +316,6 @@ export const ScheduleSchema = z.object({
 }).strict().describe("a progressive purification schedule");
 
 export type Schedule = z.output<typeof ScheduleSchema>;
-export type ScheduleInput = z.input<typeof ScheduleSchema>;
-export type Stage = z.output<typeof StageSchema>;
 export type TrainStage = z.output<typeof TrainStageSchema>;
 export type ReconstructStage = z.output<typeof ReconstructStageSchema>;
 export type Rescore = z.output<typeof RescoreSchema>;
@@ -341,10 +339,7 @@ export function isMultiProbe(stage: TrainStage): boolean {
 export function parseSchedule(json: unknown): Schedule {
   const r = ScheduleSchema.safeParse(json);
   if (!r.success) {
-    const issues = r.error.issues.map((i) =>
-      `${i.path.length ? i.path.join(".") : "schedule"}: ${i.message}`
-    );
-    throw new ValidationError(`invalid schedule: ${issues.join("; ")}`, { issues });
+    throw ValidationError.fromZod(r.error, { label: "invalid schedule", root: "schedule" });
   }
   return r.data;
 }
@@ -495,4 +490,3 @@ export function publishedSchedule(): Schedule {
 
 /** The presets by name. */
 export const PRESETS = { default: defaultSchedule, published: publishedSchedule } as const;
-export type PresetName = keyof typeof PRESETS;

@@ -46,7 +46,7 @@ const b64 = z.string().max(512 * 1024 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/).de
 );
 const count = z.int().min(0).max(2 ** 31 - 1);
 
-export const CursorSchema = z.object({
+const CursorSchema = z.object({
   phase: z.enum(["init", "evidence", "stage", "score", "done"]).describe(
     "init: infected logits; evidence: per-class evidence from the infected model (suspects); " +
       "stage: training or reconstruction; score: re-scoring after a stage",
@@ -57,7 +57,7 @@ export const CursorSchema = z.object({
   attempt: count.describe("which of a probe's learning rates is running (0 otherwise)"),
 }).strict();
 
-export const TriggerStateSchema = z.object({
+const TriggerStateSchema = z.object({
   target: count,
   mask_logits: b64,
   pattern_logits: b64,
@@ -389,14 +389,12 @@ export async function openState(
 ): Promise<RoundState> {
   const r = StateSchema.safeParse(json);
   if (!r.success) {
-    const issues = r.error.issues.slice(0, 20).map((i) =>
-      `${i.path.length ? i.path.join(".") : "state"}: ${i.message}`
-    );
-    throw new ValidationError(
-      `invalid purification state: ${issues.join("; ")}; send the state the previous round ` +
-        "returned, unmodified",
-      { issues },
-    );
+    throw ValidationError.fromZod(r.error, {
+      label: "invalid purification state",
+      root: "state",
+      hint: "send the state the previous round returned, unmodified",
+      max: 20,
+    });
   }
   const state = r.data;
   // Over what was sent, which the schema has accepted: reading old reports renames a field.

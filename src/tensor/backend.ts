@@ -7,11 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { getThreadsCount, setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-webgpu";
-import { registerConvGradKernels } from "./conv_grad_kernels.ts";
-import { registerWasmMatMulTranspose } from "./matmul_transpose.ts";
-import { registerWasmMaxPoolGrad } from "./maxpool_grad_kernel.ts";
-import { registerWasmMean, registerWasmSum } from "./sum_kernel.ts";
-import { registerWasmTile } from "./tile_kernel.ts";
+import { registerKernels } from "./kernels.ts";
 import { prepareWasmThreads } from "./wasm_threads.ts";
 import { declareNotNode } from "./platform.ts";
 
@@ -141,13 +137,7 @@ export async function initBackend(
   forced?: BackendName,
   opts: BackendOptions = {},
 ): Promise<BackendInfo> {
-  registerConvGradKernels("wasm");
-  registerConvGradKernels("cpu");
-  registerWasmMatMulTranspose();
-  registerWasmMaxPoolGrad();
-  registerWasmSum();
-  registerWasmMean();
-  registerWasmTile();
+  registerKernels();
   const skipped: BackendInfo["skipped"] = [];
   const order = forced ? [forced] : BACKEND_ORDER;
   for (const name of order) {

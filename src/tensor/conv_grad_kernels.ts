@@ -17,8 +17,7 @@
  * is a direct loop that took 411 ms of a 880 ms training step on the CI machine's small CNN.
  */
 import * as tf from "@tensorflow/tfjs";
-
-type TensorInfo = { dataId: object; shape: number[]; dtype: tf.DataType };
+import type { TensorInfo } from "./tensor_info.ts";
 
 interface KernelBackend {
   // wasm
@@ -334,14 +333,18 @@ function conv2DBackpropInput(
   return out;
 }
 
-/** Registers both kernels for `backendName`, replacing any kernel already there. */
-export function registerConvGradKernels(backendName: "wasm" | "cpu"): void {
-  const kernels = {
-    Conv2DBackpropFilter: conv2DBackpropFilter,
-    Conv2DBackpropInput: conv2DBackpropInput,
-  };
-  for (const [kernelName, fn] of Object.entries(kernels)) {
-    if (tf.getKernel(kernelName, backendName)) tf.unregisterKernel(kernelName, backendName);
-    tf.registerKernel({ kernelName, backendName, kernelFunc: fn as unknown as tf.KernelFunc });
-  }
-}
+/** Both kernels for the wasm and cpu backends, replacing theirs. */
+export const convGradKernelConfigs: tf.KernelConfig[] = (["wasm", "cpu"] as const).flatMap((
+  backendName,
+) => [
+  {
+    kernelName: "Conv2DBackpropFilter",
+    backendName,
+    kernelFunc: conv2DBackpropFilter as unknown as tf.KernelFunc,
+  },
+  {
+    kernelName: "Conv2DBackpropInput",
+    backendName,
+    kernelFunc: conv2DBackpropInput as unknown as tf.KernelFunc,
+  },
+]);

@@ -7,13 +7,12 @@
  * backward pass asks for a transposed product, so the copy is well worth it.
  */
 import * as tf from "@tensorflow/tfjs";
+import { stockKernel, stockSetup } from "./stock_kernels.ts";
+import type { TensorInfo } from "./tensor_info.ts";
 
-type TensorInfo = { dataId: object; shape: number[]; dtype: tf.DataType };
 interface Backend {
   disposeData(dataId: object): void;
 }
-
-let original: tf.KernelFunc | undefined;
 
 function transposeLast2(x: TensorInfo, backend: tf.KernelBackend): TensorInfo {
   const transpose = tf.getKernel("Transpose", "wasm")!.kernelFunc;
@@ -31,12 +30,13 @@ function batchMatMul(
   args: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap },
 ): TensorInfo {
   const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-  if (!transposeA && !transposeB) return original!(args) as TensorInfo;
+  const original = stockKernel("BatchMatMul", "wasm");
+  if (!transposeA && !transposeB) return original(args) as TensorInfo;
   const a = args.inputs.a as unknown as TensorInfo;
   const b = args.inputs.b as unknown as TensorInfo;
   const at = transposeA ? transposeLast2(a, args.backend) : a;
   const bt = transposeB ? transposeLast2(b, args.backend) : b;
-  const out = original!({
+  const out = original({
     inputs: { a: at, b: bt } as unknown as tf.NamedTensorInfoMap,
     backend: args.backend,
     attrs: { transposeA: false, transposeB: false },
@@ -47,18 +47,10 @@ function batchMatMul(
   return out;
 }
 
-/** Wraps the wasm `BatchMatMul` kernel once; later calls do nothing. */
-export function registerWasmMatMulTranspose(): void {
-  if (original) return;
-  const kernel = tf.getKernel("BatchMatMul", "wasm");
-  if (!kernel) throw new Error("wasm BatchMatMul kernel is not registered");
-  original = kernel.kernelFunc;
-  const setupFunc = kernel.setupFunc;
-  tf.unregisterKernel("BatchMatMul", "wasm");
-  tf.registerKernel({
-    kernelName: "BatchMatMul",
-    backendName: "wasm",
-    setupFunc,
-    kernelFunc: batchMatMul as unknown as tf.KernelFunc,
-  });
-}
+/** Wraps the wasm `BatchMatMul` kernel (the stock one runs every product, transposed or not). */
+export const batchMatMulConfig: tf.KernelConfig = {
+  kernelName: "BatchMatMul",
+  backendName: "wasm",
+  setupFunc: stockSetup("BatchMatMul", "wasm"),
+  kernelFunc: batchMatMul as unknown as tf.KernelFunc,
+};

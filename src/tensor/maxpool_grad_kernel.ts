@@ -4,12 +4,7 @@
  * took ~90 ms of a ~350 ms training step of the small CNN on the CI machine.
  */
 import * as tf from "@tensorflow/tfjs";
-
-type TensorInfo = { dataId: object; shape: number[]; dtype: tf.DataType };
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
-  typedArrayFromHeap(info: TensorInfo): Float32Array;
-}
+import type { TensorInfo, WasmHeap } from "./tensor_info.ts";
 
 /**
  * The common 2×2, stride-2, unpadded pooling: windows are disjoint, so each gradient is written
@@ -102,7 +97,7 @@ export function maxPoolGradInto(
 function maxPoolGrad(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
 ): TensorInfo {
-  const backend = args.backend as WasmBackend;
+  const backend = args.backend as WasmHeap;
   const dy = args.inputs.dy as unknown as TensorInfo;
   const input = args.inputs.input as unknown as TensorInfo;
   const attrs = args.attrs as unknown as {
@@ -127,11 +122,8 @@ function maxPoolGrad(
 }
 
 /** Replaces the wasm `MaxPoolGrad` kernel. */
-export function registerWasmMaxPoolGrad(): void {
-  if (tf.getKernel("MaxPoolGrad", "wasm")) tf.unregisterKernel("MaxPoolGrad", "wasm");
-  tf.registerKernel({
-    kernelName: "MaxPoolGrad",
-    backendName: "wasm",
-    kernelFunc: maxPoolGrad as unknown as tf.KernelFunc,
-  });
-}
+export const maxPoolGradConfig: tf.KernelConfig = {
+  kernelName: "MaxPoolGrad",
+  backendName: "wasm",
+  kernelFunc: maxPoolGrad as unknown as tf.KernelFunc,
+};

@@ -6,14 +6,8 @@
  * float64 accumulators. Other reductions go to the stock kernel.
  */
 import * as tf from "@tensorflow/tfjs";
-
-type TensorInfo = { dataId: object; shape: number[]; dtype: tf.DataType };
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
-  typedArrayFromHeap(info: TensorInfo): Float32Array;
-}
-
-const originals: Record<string, tf.KernelFunc> = {};
+import { stockKernel, stockSetup } from "./stock_kernels.ts";
+import type { TensorInfo, WasmHeap } from "./tensor_info.ts";
 
 /** Column sums of row-major `x` viewed as `[rows, cols]`, into `out` (length `cols`). */
 export function sumLeadingAxes(x: Float32Array, cols: number, out: Float32Array): void {
@@ -35,8 +29,10 @@ function reduceLeading(kernelName: "Sum" | "Mean", args: Args): TensorInfo {
   const rank = x.shape.length;
   const axes = tf.util.parseAxisParam(axis, x.shape).sort((a, b) => a - b);
   const leading = rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i);
-  if (!leading || x.dtype !== "float32") return originals[kernelName](args) as TensorInfo;
-  const backend = args.backend as unknown as WasmBackend;
+  if (!leading || x.dtype !== "float32") {
+    return stockKernel(kernelName, "wasm")(args) as TensorInfo;
+  }
+  const backend = args.backend as unknown as WasmHeap;
   const cols = x.shape[rank - 1];
   const shape = keepDims ? [...Array(rank - 1).fill(1), cols] : [cols];
   const out = backend.makeOutput(shape, "float32");
@@ -50,26 +46,10 @@ function reduceLeading(kernelName: "Sum" | "Mean", args: Args): TensorInfo {
   return out;
 }
 
-function wrap(kernelName: "Sum" | "Mean"): void {
-  if (originals[kernelName]) return;
-  const kernel = tf.getKernel(kernelName, "wasm");
-  if (!kernel) throw new Error(`wasm ${kernelName} kernel is not registered`);
-  originals[kernelName] = kernel.kernelFunc;
-  tf.unregisterKernel(kernelName, "wasm");
-  tf.registerKernel({
-    kernelName,
-    backendName: "wasm",
-    setupFunc: kernel.setupFunc,
-    kernelFunc: ((args: Args) => reduceLeading(kernelName, args)) as unknown as tf.KernelFunc,
-  });
-}
-
-/** Wraps the wasm `Sum` kernel once; later calls do nothing. */
-export function registerWasmSum(): void {
-  wrap("Sum");
-}
-
-/** Wraps the wasm `Mean` kernel once; later calls do nothing. */
-export function registerWasmMean(): void {
-  wrap("Mean");
-}
+/** Wraps the wasm `Sum` and `Mean` kernels (the stock ones take every other reduction). */
+export const sumMeanConfigs: tf.KernelConfig[] = (["Sum", "Mean"] as const).map((kernelName) => ({
+  kernelName,
+  backendName: "wasm",
+  setupFunc: stockSetup(kernelName, "wasm"),
+  kernelFunc: ((args: Args) => reduceLeading(kernelName, args)) as unknown as tf.KernelFunc,
+}));

@@ -6,8 +6,8 @@
  * per source row and every outer axis replicates the block it has built with `copyWithin`.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { TensorInfo } from "./tensor_info.ts";
 
-type TensorInfo = { dataId: object; shape: number[]; dtype: tf.DataType };
 type Numeric = Float32Array | Int32Array | Uint8Array;
 interface WasmBackend {
   makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
@@ -63,11 +63,8 @@ function tile(
 }
 
 /** Replaces the wasm `Tile` kernel (string tensors do not exist on wasm). */
-export function registerWasmTile(): void {
-  if (tf.getKernel("Tile", "wasm")) tf.unregisterKernel("Tile", "wasm");
-  tf.registerKernel({
-    kernelName: "Tile",
-    backendName: "wasm",
-    kernelFunc: tile as unknown as tf.KernelFunc,
-  });
-}
+export const tileConfig: tf.KernelConfig = {
+  kernelName: "Tile",
+  backendName: "wasm",
+  kernelFunc: tile as unknown as tf.KernelFunc,
+};

@@ -84,7 +84,6 @@ export type BlendSpec = z.output<typeof BlendSpecSchema>;
 export type WaNetSpec = z.output<typeof WaNetSpecSchema>;
 export type SigSpec = z.output<typeof SigSpecSchema>;
 /** What a client may send: defaults may be left out. */
-export type TriggerSpecInput = z.input<typeof TriggerSpecSchema>;
 
 /**
  * Validates a JSON value as a trigger spec and fills in defaults.
@@ -94,10 +93,7 @@ export type TriggerSpecInput = z.input<typeof TriggerSpecSchema>;
 export function parseTriggerSpec(json: unknown): TriggerSpec {
   const parsed = TriggerSpecSchema.safeParse(json);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) =>
-      `${i.path.length ? i.path.join(".") : "trigger"}: ${i.message}`
-    );
-    throw new ValidationError(`invalid trigger spec: ${issues.join("; ")}`, { issues });
+    throw ValidationError.fromZod(parsed.error, { label: "invalid trigger spec", root: "trigger" });
   }
   return parsed.data;
 }

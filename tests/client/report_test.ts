@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { decode } from "fast-png";
-import { detectionSection } from "../../client/detection.ts";
+import { detectionReport } from "../../client/detection.ts";
 import { dataTable, escapeHtml, keyValueTable, pct } from "../../client/html.ts";
 import { base64, imageDataUri, imagePixels, imagePng } from "../../client/image_png.ts";
 import { describeRobustAttack, fmtEps, roundFigures } from "../../client/evaluate.ts";
@@ -129,8 +129,8 @@ Deno.test("subsetNpy() keeps the dtype and the chosen images", () => {
   assert.deepEqual(Array.from(s.data as Float32Array), [5, 6, 1, 2]);
 });
 
-Deno.test("detectionSection() lists flagged images highest score first with ground truth", () => {
-  const d = detectionSection(
+Deno.test("detectionReport() lists flagged images highest score first with ground truth", () => {
+  const d = detectionReport(
     {
       method: "pud",
       scores: [0.1, 0.9, 0.5, 0.95],

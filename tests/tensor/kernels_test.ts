@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
+import { KERNEL_CONFIGS, registerKernels, unregisterKernels } from "../../src/tensor/kernels.ts";
 
 function rand(n: number, seed: number): Float32Array {
   let s = seed >>> 0;
@@ -324,4 +325,31 @@ Deno.test("batch-norm gradients (training-mode statistics) match the closed form
     assertClose(await mean.data() as Float32Array, wantMean, "mean over 0,1,2");
     tf.dispose([dx, dGamma, dBeta, mean]);
   });
+});
+
+Deno.test("one list registers every kernel of ours, idempotently, and unregistering restores the stock ones", async () => {
+  await setupBackend();
+  const ours = (k: tf.KernelConfig) =>
+    tf.getKernel(k.kernelName, k.backendName)?.kernelFunc === k.kernelFunc;
+  registerKernels();
+  registerKernels();
+  for (const k of KERNEL_CONFIGS) assert.ok(ours(k), `${k.backendName} ${k.kernelName}`);
+  const stockSum = () => tf.getKernel("Sum", "wasm")?.kernelFunc;
+  try {
+    unregisterKernels();
+    for (const k of KERNEL_CONFIGS) assert.ok(!ours(k), `${k.backendName} ${k.kernelName}`);
+    // wasm has a stock Sum (ours wraps it), cpu a stock filter gradient (ours replaces it).
+    assert.ok(stockSum() !== undefined);
+    assert.ok(tf.getKernel("Conv2DBackpropFilter", "cpu") !== undefined);
+    assert.equal(tf.getKernel("Conv2DBackpropFilter", "wasm"), undefined);
+  } finally {
+    registerKernels();
+  }
+  for (const k of KERNEL_CONFIGS) assert.ok(ours(k));
+  // Still right after the round trip: a leading-axis sum goes through ours, others through stock.
+  const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+  const [s0, s1] = [tf.sum(x, 0), tf.sum(x, 1)];
+  assert.deepEqual(Array.from(await s0.data()), [9, 12]);
+  assert.deepEqual(Array.from(await s1.data()), [3, 7, 11]);
+  tf.dispose([x, s0, s1]);
 });
