@@ -774,9 +774,7 @@ class RoundWork {
     const events = this.#events.slice(0, 64);
     const entry = {
       round: st.rounds,
-      stage: c.phase === "done" || c.phase === "init" || c.phase === "evidence"
-        ? c.phase
-        : this.#schedule.stages[c.stage].name,
+      stage: this.#stageLabel(),
       phase: c.phase,
       progress: progressShare(st.steps_done, remaining),
       steps: this.#units,
