@@ -29,7 +29,7 @@ import {
   i32ToBase64,
   sha256Hex,
 } from "./codec.ts";
-import { type Schedule, ScheduleSchema } from "./schedule.ts";
+import { isMultiProbe, type Schedule, ScheduleSchema } from "./schedule.ts";
 import type { TriggerArrays } from "./trigger_reconstruction.ts";
 
 export const STATE_FORMAT = "purifier.purify.state";
@@ -454,9 +454,7 @@ function checkCursor(state: PurifyState): void {
     new ValidationError(`invalid purification state: cursor ${JSON.stringify(c)}: ${why}`);
   if (c.step > c.total) throw bad("step is beyond the phase's total");
   const probe = stages[c.stage];
-  const attempts = probe?.kind === "train" && probe.revert && probe.rescore !== null
-    ? probe.probe_lrs?.length ?? 1
-    : 1;
+  const attempts = probe?.kind === "train" && isMultiProbe(probe) ? probe.probe_lrs!.length : 1;
   if (c.attempt >= attempts) throw bad(`the stage has ${attempts} attempt(s)`);
   if ((attempts > 1 && c.phase !== "done" && c.phase !== "init") !== (state.probe !== null)) {
     throw bad("a multi-rate probe, and only one, carries probe state");
