@@ -83,7 +83,6 @@ export type BadNetsSpec = z.output<typeof BadNetsSpecSchema>;
 export type BlendSpec = z.output<typeof BlendSpecSchema>;
 export type WaNetSpec = z.output<typeof WaNetSpecSchema>;
 export type SigSpec = z.output<typeof SigSpecSchema>;
-/** What a client may send: defaults may be left out. */
 
 /**
  * Validates a JSON value as a trigger spec and fills in defaults.
