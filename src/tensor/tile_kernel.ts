@@ -6,13 +6,9 @@
  * per source row and every outer axis replicates the block it has built with `copyWithin`.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { TensorInfo } from "./tensor_info.ts";
+import type { TensorInfo, WasmHeap } from "./tensor_info.ts";
 
 type Numeric = Float32Array | Int32Array | Uint8Array;
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
-  typedArrayFromHeap(info: TensorInfo): Numeric;
-}
 
 /** Writes `x` (row-major `shape`) tiled `reps` times per axis into `out`. */
 export function tileInto(x: Numeric, shape: number[], reps: number[], out: Numeric): void {
@@ -51,7 +47,7 @@ export function tileInto(x: Numeric, shape: number[], reps: number[], out: Numer
 function tile(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap },
 ): TensorInfo {
-  const backend = args.backend as WasmBackend;
+  const backend = args.backend as WasmHeap<Numeric>;
   const x = args.inputs.x as unknown as TensorInfo;
   const { reps } = args.attrs as unknown as { reps: number[] };
   const shape = x.shape.map((d, i) => d * reps[i]);
