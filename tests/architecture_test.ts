@@ -41,10 +41,8 @@ function parseRules(markdown: string): Map<string, Rule> {
 /** The unit of a file: `src/<folder>` for files in a folder of `src/`, else the file or folder. */
 function unitOf(path: string, rules: Map<string, Rule>): string | undefined {
   const parts = path.split("/");
-  const candidates = parts[0] === "src"
-    ? [parts.length > 2 ? `src/${parts[1]}` : path]
-    : [parts[0]];
-  return candidates.find((u) => rules.has(u));
+  const unit = parts[0] !== "src" ? parts[0] : parts.length > 2 ? `src/${parts[1]}` : path;
+  return rules.has(unit) ? unit : undefined;
 }
 
 /** Relative imports and re-exports of one source text (multi-line ones too). */
