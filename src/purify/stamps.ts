@@ -16,7 +16,7 @@ export type StampParts = { mask: tf.Tensor3D; pattern: tf.Tensor3D; delta: tf.Te
 type Kept = Pick<RoundState, "stamps" | "dataset">;
 
 /** The evidence phase's stamps as kept in the state, each with its slice of the data. */
-export function* stampEntries(st: Kept): Generator<
+function* stampEntries(st: Kept): Generator<
   { kind: "patch" | "additive"; target: number | null; d: Float32Array }
 > {
   if (!st.stamps) return;
