@@ -25,29 +25,19 @@ export function remainingUnits(
   const stages = schedule.stages;
   const score = scoreUnits(schedule, n);
   let rest = c.total - c.step;
-  let next = c.stage;
-  if (c.phase === "init") {
-    next = 0;
-    if (schedule.suspect.rule === "evidence") rest += evidenceUnitsBound(schedule, k);
-  } else if (c.phase === "evidence") {
-    next = 0;
-  } else if (c.phase === "stage") {
-    const s = stages[c.stage];
-    if (s.kind === "train" && s.rescore !== null) rest += score;
-    next = c.stage + 1;
-  } else {
-    next = c.stage + 1;
+  if (c.phase === "init" && schedule.suspect.rule === "evidence") {
+    rest += evidenceUnitsBound(schedule, k);
   }
+  // Before the first stage (init, evidence) every stage is ahead, sized by the whole set.
+  const started = c.phase !== "init" && c.phase !== "evidence";
   const current = stages[c.stage];
-  if (
-    c.phase !== "init" && c.phase !== "evidence" && current?.kind === "train" &&
-    isMultiProbe(current)
-  ) {
+  if (c.phase === "stage" && current.kind === "train" && current.rescore !== null) rest += score;
+  if (started && current?.kind === "train" && isMultiProbe(current)) {
     const left = current.probe_lrs!.length - 1 - c.attempt;
     rest += left * (trainStageSteps(current, clean) + score);
   }
-  const pool = c.phase === "init" || c.phase === "evidence" ? n : clean;
-  for (let s = next; s < stages.length; s++) {
+  const pool = started ? clean : n;
+  for (let s = started ? c.stage + 1 : 0; s < stages.length; s++) {
     const stage = stages[s];
     if (stage.kind === "reconstruct") rest += stage.steps;
     else {
