@@ -23,6 +23,7 @@ import { yieldPoint } from "../tensor/yield_point.ts";
 import { apgd } from "./apgd.ts";
 import { apgdTargeted } from "./apgd_t.ts";
 import { attackRemaining } from "./cascade_step.ts";
+import { minClasses } from "./losses.ts";
 import { deriveSeed } from "../random/rng.ts";
 import { square } from "./square.ts";
 import { type AttackResult, DEFAULT_EPS, type Norm } from "./types.ts";
@@ -56,6 +57,11 @@ export const BLACK_BOX: Record<Member, boolean> = {
   "apgd-t": false,
   square: true,
 };
+
+/** Fewest classes a model needs for `members`: APGD-T's targeted DLR reads the 4th largest logit. */
+export function ensembleMinClasses(members: readonly Member[]): number {
+  return members.includes("apgd-t") ? minClasses("dlr", true) : 2;
+}
 
 /**
  * Upper bound of the work one image may need: gradient evaluations of the APGD members plus
