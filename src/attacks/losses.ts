@@ -48,6 +48,11 @@ const DLR_EPS = 1e-12;
  * ≥ it, and the k-th largest is the biggest of those. Ties count once per logit, as a sort would.
  */
 export function kthLargest(logits: tf.Tensor2D, k: number): tf.Tensor1D {
+  return largest(logits, [k])[0];
+}
+
+/** {@link kthLargest} for each of `ks`, from one comparison of every pair of logits. */
+function largest(logits: tf.Tensor2D, ks: number[]): tf.Tensor1D[] {
   return tf.tidy(() => {
     const [n, m] = logits.shape;
     // atLeast[n, i] = #{j : z_j ≥ z_i}
@@ -58,8 +63,10 @@ export function kthLargest(logits: tf.Tensor2D, k: number): tf.Tensor1D {
       ),
       2,
     );
-    const low = tf.greaterEqual(atLeast, k);
-    return tf.max(tf.where(low, logits, tf.fill(logits.shape, -Infinity)), 1) as tf.Tensor1D;
+    const none = tf.fill(logits.shape, -Infinity);
+    return ks.map((k) =>
+      tf.max(tf.where(tf.greaterEqual(atLeast, k), logits, none), 1) as tf.Tensor1D
+    );
   });
 }
 
@@ -75,7 +82,8 @@ function pick(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
 export function dlrLoss(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
   return tf.tidy(() => {
     const margin = marginLoss(logits, labels);
-    const scale = tf.add(tf.sub(kthLargest(logits, 1), kthLargest(logits, 3)), DLR_EPS);
+    const [first, third] = largest(logits, [1, 3]);
+    const scale = tf.add(tf.sub(first, third), DLR_EPS);
     return tf.div(margin, scale) as tf.Tensor1D;
   });
 }
@@ -92,8 +100,9 @@ export function targetedDlrLoss(
 ): tf.Tensor1D {
   return tf.tidy(() => {
     const gap = tf.sub(pick(logits, targets), pick(logits, labels));
-    const low = tf.mul(tf.add(kthLargest(logits, 3), kthLargest(logits, 4)), 0.5);
-    const scale = tf.add(tf.sub(kthLargest(logits, 1), low), DLR_EPS);
+    const [first, third, fourth] = largest(logits, [1, 3, 4]);
+    const low = tf.mul(tf.add(third, fourth), 0.5);
+    const scale = tf.add(tf.sub(first, low), DLR_EPS);
     return tf.div(gap, scale) as tf.Tensor1D;
   });
 }
