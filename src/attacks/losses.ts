@@ -18,13 +18,14 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LossKind } from "./types.ts";
 
+/** `z_y`, `[N]`. */
+function pick(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
+  return tf.sum(tf.mul(logits, tf.oneHot(labels, logits.shape[1])), 1) as tf.Tensor1D;
+}
+
 /** Per-sample cross-entropy `logsumexp(z) − z_y`, `[N]`. */
 export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
-  return tf.tidy(() => {
-    const k = logits.shape[1];
-    const picked = tf.sum(tf.mul(logits, tf.oneHot(labels, k)), 1);
-    return tf.sub(tf.logSumExp(logits, 1), picked) as tf.Tensor1D;
-  });
+  return tf.tidy(() => tf.sub(tf.logSumExp(logits, 1), pick(logits, labels)) as tf.Tensor1D);
 }
 
 /** Per-sample margin `max_{j≠y} z_j − z_y`, `[N]`: positive exactly when `y` is not the argmax. */
@@ -68,11 +69,6 @@ function largest(logits: tf.Tensor2D, ks: number[]): tf.Tensor1D[] {
       tf.max(tf.where(tf.greaterEqual(atLeast, k), logits, none), 1) as tf.Tensor1D
     );
   });
-}
-
-/** `z_y`, `[N]`. */
-function pick(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
-  return tf.sum(tf.mul(logits, tf.oneHot(labels, logits.shape[1])), 1) as tf.Tensor1D;
 }
 
 /**
