@@ -22,6 +22,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { readBundleDir } from "../client/bundle_files.ts";
 import { makeOracle } from "../src/attacks/oracle.ts";
 import { runAttack } from "../src/attacks/run.ts";
 import { robustAccuracy } from "../src/metrics/robust_accuracy.ts";
@@ -32,6 +33,7 @@ import { parseNpy } from "../src/io/npy.ts";
 import { loadClassifier } from "../src/model/load_classifier.ts";
 import type { Classifier } from "../src/model/classifier.ts";
 import { type BackendName, initBackend } from "../src/tensor/backend.ts";
+import { scaledLastLayer } from "../tests/attacks/_fixtures.ts";
 
 const LIMITS = {
   maxModelJsonBytes: 64 << 20,
@@ -63,30 +65,16 @@ function args(argv: string[]): Args {
   return a;
 }
 
-/** The bundle files of `dir`; with `scaleLast`, the last weight group of the manifest's last two
- * entries (the final Dense kernel and bias) multiplied by it. */
-function bundle(dir: string, scaleLast?: number) {
-  const modelJson = Deno.readFileSync(`${dir}/model.json`);
-  const manifest = JSON.parse(new TextDecoder().decode(modelJson));
-  const groups = manifest.weightsManifest as {
-    paths: string[];
-    weights: { name: string; shape: number[] }[];
-  }[];
-  const shards = groups.flatMap((g) => g.paths).map((name) => ({
-    name,
-    bytes: Deno.readFileSync(`${dir}/${name}`),
-  }));
-  if (scaleLast !== undefined) {
-    if (shards.length !== 1) throw new Error("--masked expects a single-shard model");
-    const ws = groups.flatMap((g) => g.weights);
-    const count = (w: { shape: number[] }) => w.shape.reduce((p, d) => p * d, 1);
-    const last = count(ws[ws.length - 1]) + count(ws[ws.length - 2]);
-    const bytes = shards[0].bytes.slice();
-    const f = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-    for (let i = f.length - last; i < f.length; i++) f[i] *= scaleLast;
-    shards[0] = { name: shards[0].name, bytes };
-  }
-  return { modelJson, shards };
+/** The bundle files of `dir`; with `scaleLast`, its final Dense kernel and bias multiplied by it. */
+async function bundle(dir: string, scaleLast?: number) {
+  const b = await readBundleDir(dir);
+  if (scaleLast === undefined) return b;
+  if (b.weights.length !== 1) throw new Error("--masked expects a single-shard model");
+  const [w] = b.weights;
+  return {
+    modelJson: b.modelJson,
+    weights: [{ name: w.name, bytes: scaledLastLayer(b.modelJson, w.bytes, scaleLast) }],
+  };
 }
 
 function testSet(dir: string, n: number) {
@@ -246,8 +234,8 @@ if (import.meta.main) {
   );
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   if (a.unitCost) {
-    const b = bundle(a.folders[0]);
-    const clf = await loadClassifier(parseBundle(b.modelJson, b.shards, LIMITS));
+    const b = await bundle(a.folders[0]);
+    const clf = await loadClassifier(parseBundle(b.modelJson, b.weights, LIMITS));
     try {
       const u = await unitCost(clf, testSet(a.folders[0], 128));
       console.log(
@@ -263,8 +251,8 @@ if (import.meta.main) {
   // --images 0: the unit cost alone.
   for (const [name, spec, scale] of a.images > 0 ? jobs : []) {
     const [dir, testDir] = spec.split("@");
-    const b = bundle(dir, scale);
-    const clf = await loadClassifier(parseBundle(b.modelJson, b.shards, LIMITS));
+    const b = await bundle(dir, scale);
+    const clf = await loadClassifier(parseBundle(b.modelJson, b.weights, LIMITS));
     try {
       await benchModel(
         name.split("@")[0].split("/").slice(-2).join("/"),

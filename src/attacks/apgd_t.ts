@@ -14,6 +14,7 @@ import { UnprocessableError } from "../errors.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 import { apgd } from "./apgd.ts";
+import { attackRemaining } from "./cascade_step.ts";
 import { deriveSeed } from "../random/rng.ts";
 import { type AttackResult, DEFAULT_EPS, type Norm } from "./types.ts";
 
@@ -83,7 +84,6 @@ export async function apgdTargeted(
     throw new UnprocessableError(`targets = ${targets} is not allowed; allowed: an integer ≥ 1`);
   }
   const [n, h, w, c] = x.shape;
-  const per = h * w * c;
   const labels = Int32Array.from(await y.data());
   const ranked = await rankedClasses(clf, x);
   const adv = Float32Array.from(await x.data());
@@ -95,38 +95,27 @@ export async function apgdTargeted(
     const idx = [...success.keys()].filter((i) => !success[i]);
     if (idx.length === 0) break;
     await yieldPoint(options.signal);
-    const ids = tf.tensor1d(idx, "int32");
-    const xs = tf.gather(x, ids) as tf.Tensor4D;
-    const ys = tf.gather(y, ids) as tf.Tensor1D;
-    try {
-      const res = await apgd(clf, xs, ys, {
-        eps: options.eps ?? DEFAULT_EPS,
-        norm: options.norm ?? "linf",
-        steps: options.steps ?? 100,
-        restarts: options.restarts ?? 1,
-        seed: deriveSeed(options.seed ?? 0, r),
-        loss: "dlr",
-        target: idx.map((i) => ranked[i][r]),
-        targetSuccess: "misclassified",
-        earlyStop: true,
-        signal: options.signal,
-      });
-      let out: Float32Array;
-      try {
-        out = await res.adversarial.data() as Float32Array;
-      } finally {
-        res.adversarial.dispose();
-      }
-      queries += res.queries;
-      idx.forEach((i, j) => {
-        if (!res.success[j]) return;
-        success[i] = true;
-        predictions[i] = res.predictions[j];
-        adv.set(out.subarray(j * per, (j + 1) * per), i * per);
-      });
-    } finally {
-      tf.dispose([ids, xs, ys]);
-    }
+    const step = await attackRemaining(
+      x,
+      y,
+      idx,
+      { adv, predictions },
+      (xs, ys) =>
+        apgd(clf, xs, ys, {
+          eps: options.eps ?? DEFAULT_EPS,
+          norm: options.norm ?? "linf",
+          steps: options.steps ?? 100,
+          restarts: options.restarts ?? 1,
+          seed: deriveSeed(options.seed ?? 0, r),
+          loss: "dlr",
+          target: idx.map((i) => ranked[i][r]),
+          targetSuccess: "misclassified",
+          earlyStop: true,
+          signal: options.signal,
+        }),
+    );
+    queries += step.queries;
+    for (const i of step.broken) success[i] = true;
   }
   return { adversarial: tf.tensor4d(adv, [n, h, w, c]), success, predictions, queries };
 }

@@ -22,6 +22,8 @@ import type { Classifier } from "../model/classifier.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 import { apgd } from "./apgd.ts";
 import { apgdTargeted } from "./apgd_t.ts";
+import { attackRemaining } from "./cascade_step.ts";
+import { minClasses } from "./losses.ts";
 import { deriveSeed } from "../random/rng.ts";
 import { square } from "./square.ts";
 import { type AttackResult, DEFAULT_EPS, type Norm } from "./types.ts";
@@ -55,6 +57,11 @@ export const BLACK_BOX: Record<Member, boolean> = {
   "apgd-t": false,
   square: true,
 };
+
+/** Fewest classes a model needs for `members`: APGD-T's targeted DLR reads the 4th largest logit. */
+export function ensembleMinClasses(members: readonly Member[]): number {
+  return members.includes("apgd-t") ? minClasses("dlr", true) : 2;
+}
 
 /**
  * Upper bound of the work one image may need: gradient evaluations of the APGD members plus
@@ -125,7 +132,6 @@ export async function autoAttack(
   const members = MEMBERS.filter((m) => (options.members ?? MEMBERS).includes(m));
   const seed = options.seed ?? 0;
   const [n, h, w, c] = x.shape;
-  const per = h * w * c;
   const labels = Int32Array.from(await y.data());
   const adv = Float32Array.from(await x.data());
   const cleanPred = tf.tidy(() => tf.cast(tf.argMax(clf.logits(x, false), 1), "int32"));
@@ -155,47 +161,39 @@ export async function autoAttack(
     outcomes.push(outcome);
     if (idx.length === 0) continue;
     await yieldPoint(options.signal);
-    const ids = tf.tensor1d(idx, "int32");
-    const xs = tf.gather(x, ids) as tf.Tensor4D;
-    const ys = tf.gather(y, ids) as tf.Tensor1D;
+    const s = deriveSeed(seed, mi);
     try {
-      const s = deriveSeed(seed, mi);
-      const res = member === "apgd-ce"
-        ? await apgd(clf, xs, ys, {
-          eps,
-          norm,
-          ...v["apgd-ce"],
-          loss: "ce",
-          earlyStop: true,
-          seed: s,
-          signal: options.signal,
-        })
-        : member === "apgd-t"
-        ? await apgdTargeted(clf, xs, ys, {
-          eps,
-          norm,
-          ...v["apgd-t"],
-          seed: s,
-          signal: options.signal,
-        })
-        : await square(clf, xs, ys, { eps, norm, ...v.square, seed: s, signal: options.signal });
-      let out: Float32Array;
-      try {
-        out = await res.adversarial.data() as Float32Array;
-      } finally {
-        res.adversarial.dispose();
-      }
-      idx.forEach((i, j) => {
-        if (!res.success[j]) return;
-        brokenBy[i] = member;
-        predictions[i] = res.predictions[j];
-        adv.set(out.subarray(j * per, (j + 1) * per), i * per);
-        outcome.broken++;
-      });
-      outcome.queries = res.queries;
-      queries += res.queries;
+      const step = await attackRemaining(
+        x,
+        y,
+        idx,
+        { adv, predictions },
+        (xs, ys) =>
+          member === "apgd-ce"
+            ? apgd(clf, xs, ys, {
+              eps,
+              norm,
+              ...v["apgd-ce"],
+              loss: "ce",
+              earlyStop: true,
+              seed: s,
+              signal: options.signal,
+            })
+            : member === "apgd-t"
+            ? apgdTargeted(clf, xs, ys, {
+              eps,
+              norm,
+              ...v["apgd-t"],
+              seed: s,
+              signal: options.signal,
+            })
+            : square(clf, xs, ys, { eps, norm, ...v.square, seed: s, signal: options.signal }),
+      );
+      for (const i of step.broken) brokenBy[i] = member;
+      outcome.broken = step.broken.length;
+      outcome.queries = step.queries;
+      queries += step.queries;
     } finally {
-      tf.dispose([ids, xs, ys]);
       outcome.time_ms = Math.round(performance.now() - t0);
     }
   }

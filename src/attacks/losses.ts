@@ -18,13 +18,14 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LossKind } from "./types.ts";
 
+/** `z_y`, `[N]`. */
+function pick(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
+  return tf.sum(tf.mul(logits, tf.oneHot(labels, logits.shape[1])), 1) as tf.Tensor1D;
+}
+
 /** Per-sample cross-entropy `logsumexp(z) − z_y`, `[N]`. */
 export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
-  return tf.tidy(() => {
-    const k = logits.shape[1];
-    const picked = tf.sum(tf.mul(logits, tf.oneHot(labels, k)), 1);
-    return tf.sub(tf.logSumExp(logits, 1), picked) as tf.Tensor1D;
-  });
+  return tf.tidy(() => tf.sub(tf.logSumExp(logits, 1), pick(logits, labels)) as tf.Tensor1D);
 }
 
 /** Per-sample margin `max_{j≠y} z_j − z_y`, `[N]`: positive exactly when `y` is not the argmax. */
@@ -48,6 +49,11 @@ const DLR_EPS = 1e-12;
  * ≥ it, and the k-th largest is the biggest of those. Ties count once per logit, as a sort would.
  */
 export function kthLargest(logits: tf.Tensor2D, k: number): tf.Tensor1D {
+  return largest(logits, [k])[0];
+}
+
+/** {@link kthLargest} for each of `ks`, from one comparison of every pair of logits. */
+function largest(logits: tf.Tensor2D, ks: number[]): tf.Tensor1D[] {
   return tf.tidy(() => {
     const [n, m] = logits.shape;
     // atLeast[n, i] = #{j : z_j ≥ z_i}
@@ -58,14 +64,11 @@ export function kthLargest(logits: tf.Tensor2D, k: number): tf.Tensor1D {
       ),
       2,
     );
-    const low = tf.greaterEqual(atLeast, k);
-    return tf.max(tf.where(low, logits, tf.fill(logits.shape, -Infinity)), 1) as tf.Tensor1D;
+    const none = tf.fill(logits.shape, -Infinity);
+    return ks.map((k) =>
+      tf.max(tf.where(tf.greaterEqual(atLeast, k), logits, none), 1) as tf.Tensor1D
+    );
   });
-}
-
-/** `z_y`, `[N]`. */
-function pick(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
-  return tf.sum(tf.mul(logits, tf.oneHot(labels, logits.shape[1])), 1) as tf.Tensor1D;
 }
 
 /**
@@ -75,7 +78,8 @@ function pick(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
 export function dlrLoss(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
   return tf.tidy(() => {
     const margin = marginLoss(logits, labels);
-    const scale = tf.add(tf.sub(kthLargest(logits, 1), kthLargest(logits, 3)), DLR_EPS);
+    const [first, third] = largest(logits, [1, 3]);
+    const scale = tf.add(tf.sub(first, third), DLR_EPS);
     return tf.div(margin, scale) as tf.Tensor1D;
   });
 }
@@ -92,8 +96,9 @@ export function targetedDlrLoss(
 ): tf.Tensor1D {
   return tf.tidy(() => {
     const gap = tf.sub(pick(logits, targets), pick(logits, labels));
-    const low = tf.mul(tf.add(kthLargest(logits, 3), kthLargest(logits, 4)), 0.5);
-    const scale = tf.add(tf.sub(kthLargest(logits, 1), low), DLR_EPS);
+    const [first, third, fourth] = largest(logits, [1, 3, 4]);
+    const low = tf.mul(tf.add(third, fourth), 0.5);
+    const scale = tf.add(tf.sub(first, low), DLR_EPS);
     return tf.div(gap, scale) as tf.Tensor1D;
   });
 }

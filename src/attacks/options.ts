@@ -128,6 +128,12 @@ export const SquareParamsSchema = z.object({
   preprocess,
 }).strict();
 
+/** The ensemble members to run, each at most once (they always run in the standard order). */
+export const MembersSchema = z.array(z.enum(MEMBERS)).min(1).max(MEMBERS.length).refine(
+  (m) => new Set(m).size === m.length,
+  "members must not repeat",
+);
+
 export const AutoAttackParamsSchema = z.object({
   attack: z.literal("autoattack").describe(
     "AutoAttack-style ensemble, Croce & Hein 2020: APGD-CE → APGD-T (targeted DLR) → Square, " +
@@ -142,10 +148,7 @@ export const AutoAttackParamsSchema = z.object({
       `${VERSIONS.fast["apgd-t"].steps} steps, ${VERSIONS.fast.square.queries} queries ` +
       "(1 restart each; default standard)",
   ),
-  members: z.array(z.enum(MEMBERS)).min(1).max(MEMBERS.length).refine(
-    (m) => new Set(m).size === m.length,
-    "members must not repeat",
-  ).optional().describe(
+  members: MembersSchema.optional().describe(
     "run only these members (still in the standard order), e.g. one alone for its own robust " +
       "accuracy (default all)",
   ),

@@ -9,7 +9,13 @@ import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { apgd } from "./apgd.ts";
-import { autoAttack, type AutoAttackResult, type Member, MEMBERS } from "./autoattack.ts";
+import {
+  autoAttack,
+  type AutoAttackResult,
+  ensembleMinClasses,
+  type Member,
+  MEMBERS,
+} from "./autoattack.ts";
 import {
   addOutcomes,
   type EnsembleReport,
@@ -216,7 +222,7 @@ function validate(
   checkLabels(images, labels, k);
   const target = "target" in params ? params.target : undefined;
   const need = params.attack === "autoattack"
-    ? ((params.members ?? MEMBERS).includes("apgd-t") ? 4 : 2)
+    ? ensembleMinClasses(params.members ?? MEMBERS)
     : params.attack === "square"
     ? 2
     : minClasses(params.loss, target !== undefined);

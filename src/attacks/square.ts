@@ -24,6 +24,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { UnprocessableError } from "../errors.ts";
 import type { Classifier } from "../model/classifier.ts";
+import { logitsOf } from "../model/predict.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 import { l2ScaleRadius, linfClipRadius } from "./projection.ts";
 import { deriveSeed, Rng } from "../random/rng.ts";
@@ -144,16 +145,6 @@ function score(
   for (let j = 0; j < k; j++) if (j !== goal && z[o + j] > other) other = z[o + j];
   const margin = target === undefined ? z[o + goal] - other : other - z[o + goal];
   return { margin, pred };
-}
-
-/** Logits of the rows `x` (`m` images) as one host array. */
-async function logitsOf(clf: Classifier, x: Float32Array, m: number, g: Geometry) {
-  const t = tf.tidy(() => clf.logits(tf.tensor4d(x, [m, g.h, g.w, g.c]), false));
-  try {
-    return await t.data() as Float32Array;
-  } finally {
-    t.dispose();
-  }
 }
 
 /** The L-inf start: `x ± r` per (column, channel), clipped to [0,1]; written into `out`. */
@@ -349,7 +340,8 @@ export async function square(
 
   /** Queries rows `cand` for images `idx`; keeps the ones that lower the margin (all when `force`). */
   const query = async (idx: number[], cand: Float32Array, force: boolean) => {
-    const z = await logitsOf(clf, cand, idx.length, g);
+    const m = idx.length;
+    const z = await logitsOf(clf, { data: cand, shape: [m, h, w, c] }, m, options.signal);
     queries += idx.length;
     idx.forEach((i, j) => {
       const sc = score(z, k, j, labels[i], targets?.[i]);

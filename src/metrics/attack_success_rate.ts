@@ -96,43 +96,26 @@ export async function targetedSuccessRate(
   targets: Int32Array,
   opts: { batchSize?: number; signal?: AbortSignal; sourceLabels?: Int32Array } = {},
 ): Promise<AsrReport> {
-  checkLabels(triggered, targets, clf.numClasses);
+  const k = clf.numClasses;
+  checkLabels(triggered, targets, k);
   const src = opts.sourceLabels;
-  if (src) {
-    checkLabels(triggered, src, clf.numClasses);
-    const pred = await predictClasses(clf, triggered, opts);
-    const k = clf.numClasses;
-    const [n, h] = [new Array<number>(k).fill(0), new Array<number>(k).fill(0)];
-    for (let i = 0; i < pred.length; i++) {
-      // An image whose source is its target says nothing about the backdoor.
-      if (src[i] === targets[i]) continue;
-      n[src[i]]++;
-      if (pred[i] === targets[i]) h[src[i]]++;
-    }
-    const total = n.reduce((a, b) => a + b, 0);
-    const hits = h.reduce((a, b) => a + b, 0);
-    const shared = targets.length > 0 && targets.every((t) => t === targets[0]);
-    return {
-      target: shared ? targets[0] : null,
-      asr: total ? hits / total : null,
-      hits,
-      total,
-      per_class: n.map((c, i) => ({ class: i, n: c, value: c ? h[i] / c : null })),
-      per_class_by: "source",
-    };
-  }
+  if (src) checkLabels(triggered, src, k);
   const pred = await predictClasses(clf, triggered, opts);
-  let hits = 0;
-  for (let i = 0; i < pred.length; i++) if (pred[i] === targets[i]) hits++;
+  // An image whose source is its target says nothing about the backdoor.
+  const kept = [...pred.keys()].filter((i) => !src || src[i] !== targets[i]);
+  const by = src ?? targets;
+  const f = figures(
+    kept.map((i) => (pred[i] === targets[i] ? 1 : 0)),
+    Int32Array.from(kept, (i) => by[i]),
+    k,
+  );
   const shared = targets.length > 0 && targets.every((t) => t === targets[0]);
-  const total = pred.length;
   return {
     target: shared ? targets[0] : null,
-    asr: total ? hits / total : null,
-    hits,
-    total,
-    per_class: figures(pred.map((p, i) => (p === targets[i] ? 1 : 0)), targets, clf.numClasses)
-      .per_class,
-    per_class_by: "target",
+    asr: f.accuracy,
+    hits: f.correct,
+    total: f.total,
+    per_class: f.per_class,
+    per_class_by: src ? "source" : "target",
   };
 }

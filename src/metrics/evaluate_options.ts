@@ -6,7 +6,8 @@
  * @module
  */
 import { z } from "zod";
-import { MEMBERS, VERSIONS } from "../attacks/autoattack.ts";
+import { VERSIONS } from "../attacks/autoattack.ts";
+import { MembersSchema } from "../attacks/options.ts";
 import { DEFAULT_EPS } from "../attacks/types.ts";
 import { PreprocessSchema } from "../model/preprocess_schema.ts";
 import { TriggerSpecSchema } from "../triggers/trigger.ts";
@@ -49,10 +50,9 @@ export const AutoAttackEvalSchema = z.object({
       `${VERSIONS.fast.square.queries} queries, ${VERSIONS.fast["apgd-t"].targets} targets ` +
       "(default standard)",
   ),
-  members: z.array(z.enum(MEMBERS)).min(1).max(MEMBERS.length).refine(
-    (m) => new Set(m).size === m.length,
-    "members must not repeat",
-  ).optional().describe("run only these members, in the standard order (default all)"),
+  members: MembersSchema.optional().describe(
+    "run only these members, in the standard order (default all)",
+  ),
   eps,
   seed,
   max_images: maxImages,

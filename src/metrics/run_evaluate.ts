@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { ensembleMinClasses, MEMBERS } from "../attacks/autoattack.ts";
 import { CostExceededError, UnprocessableError } from "../errors.ts";
 import type { ImageBatch } from "../io/images.ts";
 import type { Classifier } from "../model/classifier.ts";
@@ -106,13 +107,11 @@ export async function runEvaluate(
   const k = clf.numClasses;
   checkLabels(parts.images, parts.labels, k);
   const attack = attackOptions(params);
-  if (attack?.attack === "autoattack" && (attack.members ?? ["apgd-t"]).includes("apgd-t")) {
-    if (k < 4) {
-      throw new UnprocessableError(
-        `the ensemble's APGD-T needs a model with at least 4 classes; this one has ${k} ` +
-          '(leave "apgd-t" out of attack.members)',
-      );
-    }
+  if (attack?.attack === "autoattack" && k < ensembleMinClasses(attack.members ?? MEMBERS)) {
+    throw new UnprocessableError(
+      `the ensemble's APGD-T needs a model with at least 4 classes; this one has ${k} ` +
+        '(leave "apgd-t" out of attack.members)',
+    );
   }
   const backdoor = backdoorInput(parts, params, k);
   if (attack !== undefined) {
