@@ -29,6 +29,7 @@
  *
  * @module
  */
+import { round4 } from "./events.ts";
 
 /** Evidence for one class. Indices are anomaly indices (higher = more suspicious). */
 export interface ClassEvidence {
@@ -227,10 +228,7 @@ export function decideSuspects(raw: RawEvidence, th: Thresholds): SuspectDecisio
   };
 }
 
-function round4(v: number): number {
-  return Math.round(v * 1e4) / 1e4;
-}
-
+/** {@link round4}, with undefined and non-finite values read as null. */
 function roundOrNull(v: number | null | undefined): number | null {
   return v === null || v === undefined || !Number.isFinite(v) ? null : round4(v);
 }
