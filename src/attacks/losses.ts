@@ -25,7 +25,12 @@ function pick(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
 
 /** Per-sample cross-entropy `logsumexp(z) − z_y`, `[N]`. */
 export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
-  return tf.tidy(() => tf.sub(tf.logSumExp(logits, 1), pick(logits, labels)) as tf.Tensor1D);
+  return tf.tidy(() => {
+    // z_y before logsumexp: the tape's order fixes the order in which the gradient's terms are
+    // summed into dz, and with it the purification's weights bit for bit.
+    const picked = pick(logits, labels);
+    return tf.sub(tf.logSumExp(logits, 1), picked) as tf.Tensor1D;
+  });
 }
 
 /** Per-sample margin `max_{j≠y} z_j − z_y`, `[N]`: positive exactly when `y` is not the argmax. */
