@@ -45,7 +45,7 @@ export interface Operation {
   query?: QueryParam[];
   /** Multipart parts of the request body, when there is one. */
   parts?: Part[];
-  /** JSON schema of a 200 JSON answer (or of the `report` part's JSON alone, `?format=json`). */
+  /** JSON schema of a 200 JSON answer (unused when `replyParts` describes a multipart one). */
   response?: z.ZodType;
   /** Media type of a 200 answer that is not JSON. */
   responseType?: string;
