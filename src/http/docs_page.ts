@@ -171,13 +171,12 @@ export function fieldRows(s: Schema, prefix = "", maxDepth = 6): FieldRow[] {
     if (maxDepth <= 1) continue;
     if (f.properties) rows.push(...fieldRows(f, `${name}.`, maxDepth - 1));
     if (f.items?.properties) rows.push(...fieldRows(f.items, `${name}[].`, maxDepth - 1));
-    for (const v of objectVariants(f)) {
-      const tag = discriminator(v);
-      rows.push(...fieldRows(v, `${name}${tag ? `{${tag}}` : ""}.`, maxDepth - 1));
-    }
-    for (const v of objectVariants(f.items ?? {})) {
-      const tag = discriminator(v);
-      rows.push(...fieldRows(v, `${name}[]${tag ? `{${tag}}` : ""}.`, maxDepth - 1));
+    // The variants of a union field, then of a union array's items.
+    for (const [union, at] of [[f, name], [f.items ?? {}, `${name}[]`]] as const) {
+      for (const v of objectVariants(union)) {
+        const tag = discriminator(v);
+        rows.push(...fieldRows(v, `${at}${tag ? `{${tag}}` : ""}.`, maxDepth - 1));
+      }
     }
   }
   return rows;
