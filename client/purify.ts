@@ -216,13 +216,17 @@ async function classNamesOf(job: PurifyJob): Promise<string[] | undefined> {
   return undefined;
 }
 
+/** `model`'s figures on the evaluation set, with the seconds they took (added to `evaluate`). */
 async function evaluateRound(
-  job: PurifyJob,
+  ctx: RunContext,
   model: BundleOnDisk,
   set: EvalSet,
-  retry: RetryOptions,
-): Promise<Omit<RoundPoint, "round">> {
-  return roundFigures(await evaluateModel(job.server, model, set, job, retry));
+): Promise<Omit<RoundPoint, "round"> & { eval_seconds: number }> {
+  const t = performance.now();
+  const figs = roundFigures(await evaluateModel(ctx.job.server, model, set, ctx.job, ctx.retry));
+  const s = (performance.now() - t) / 1000;
+  ctx.addTime("evaluate", s);
+  return { ...figs, eval_seconds: round1(s) };
 }
 
 /** Runs (or resumes) a whole purification; returns when the schedule is done or rounds run out. */
@@ -368,15 +372,12 @@ async function evaluateInfected(
   set: EvalSet,
   ck: Checkpoint,
 ): Promise<void> {
-  const t = performance.now();
-  const figs = await evaluateRound(ctx.job, model, set, ctx.retry);
-  const s = (performance.now() - t) / 1000;
-  ctx.addTime("evaluate", s);
-  ck.points.push({ round: 0, stage: "infected", ...figs, eval_seconds: round1(s) });
+  const figs = await evaluateRound(ctx, model, set);
+  ck.points.push({ round: 0, stage: "infected", ...figs });
   ctx.say(
     `infected model: acc ${fmtPct(figs.clean_accuracy)} asr ${
       fmtPct(figs.attack_success_rate)
-    } rob ${fmtPct(figs.robust_accuracy)} (${s.toFixed(1)} s)`,
+    } rob ${fmtPct(figs.robust_accuracy)} (${figs.eval_seconds.toFixed(1)} s)`,
   );
 }
 
@@ -409,13 +410,7 @@ async function runRounds(
         stage: report.stage,
         seconds: round1(roundSeconds),
       };
-      if (job.evalDir) {
-        const t = performance.now();
-        Object.assign(point, await evaluateRound(job, model, inputs.evalSet!, ctx.retry));
-        const s = (performance.now() - t) / 1000;
-        point.eval_seconds = round1(s);
-        ctx.addTime("evaluate", s);
-      }
+      if (job.evalDir) Object.assign(point, await evaluateRound(ctx, model, inputs.evalSet!));
       ck.points.push(point);
       ck.timings = ctx.timings;
       await checkpointRound(ctx, ck, answer, progress);

@@ -15,7 +15,8 @@ const Rate = z.number().min(0).max(1);
 
 /** The reply of `POST /v1/detect` (what `runDetect` reports, plus the per-image arrays). */
 export const DetectReply = z.object({
-  method: z.enum(["pud", "spectral", "activation-clustering", "strip", "spectre"]),
+  // The request schema's variants name the methods, so a new detector is listed here too.
+  method: z.enum(DetectParamsSchema.options.map((o) => o.shape.method.value)),
   n: z.int().describe("images scored"),
   flagged: z.int().describe("images flagged as poisoned"),
   flagged_fraction: Rate.describe("flagged / n"),

@@ -171,13 +171,12 @@ export function fieldRows(s: Schema, prefix = "", maxDepth = 6): FieldRow[] {
     if (maxDepth <= 1) continue;
     if (f.properties) rows.push(...fieldRows(f, `${name}.`, maxDepth - 1));
     if (f.items?.properties) rows.push(...fieldRows(f.items, `${name}[].`, maxDepth - 1));
-    for (const v of objectVariants(f)) {
-      const tag = discriminator(v);
-      rows.push(...fieldRows(v, `${name}${tag ? `{${tag}}` : ""}.`, maxDepth - 1));
-    }
-    for (const v of objectVariants(f.items ?? {})) {
-      const tag = discriminator(v);
-      rows.push(...fieldRows(v, `${name}[]${tag ? `{${tag}}` : ""}.`, maxDepth - 1));
+    // The variants of a union field, then of a union array's items.
+    for (const [union, at] of [[f, name], [f.items ?? {}, `${name}[]`]] as const) {
+      for (const v of objectVariants(union)) {
+        const tag = discriminator(v);
+        rows.push(...fieldRows(v, `${at}${tag ? `{${tag}}` : ""}.`, maxDepth - 1));
+      }
     }
   }
   return rows;
@@ -234,19 +233,19 @@ function isFile(s: Schema): boolean {
   return s.format === "binary" || (s.type === "array" && s.items?.format === "binary");
 }
 
-function partsTable(media: MediaType, caption: string, cols: "request" | "reply"): string {
+function partsTable(media: MediaType, caption: string, side: Side): string {
   const schema = media.schema ?? {};
   const required = new Set(schema.required ?? []);
   const rows = Object.entries(schema.properties ?? {}).map(([name, s]) => {
     const one = s.type === "array" && s.items ? s.items : s;
     const kind = isFile(s) ? (s.type === "array" ? "file(s)" : "file") : "JSON";
     const type = media.encoding?.[name]?.contentType ?? "";
-    const need = cols === "request" ? `<td>${required.has(name) ? "yes" : ""}</td>` : "";
+    const need = side === "request" ? `<td>${required.has(name) ? "yes" : ""}</td>` : "";
     return `<tr><td><code>${esc(name)}</code></td>${need}<td>${kind}</td><td>${
       esc(type).replace(/, /g, ",<wbr> ")
     }</td><td>${inline(one.description ?? s.description ?? "")}</td></tr>`;
   }).join("");
-  const need = cols === "request" ? "<th>required</th>" : "";
+  const need = side === "request" ? "<th>required</th>" : "";
   return `<div class="tw"><table class="parts"><caption>${caption}</caption><thead><tr>` +
     `<th>part</th>${need}<th>kind</th><th>content type</th><th>description</th></tr></thead>` +
     `<tbody>${rows}</tbody></table></div>`;
@@ -275,20 +274,20 @@ function replySection(op: OperationDoc): string {
         out.push(schemaTables(s, `Fields of the <code>${esc(name)}</code> part`, "reply"));
       }
     }
-  }
-  const json = content["application/json"];
-  if (json && !multi && json.schema?.properties) {
-    out.push(
-      schemaTables(json.schema, "Reply: <code>application/json</code>, these fields", "reply"),
-    );
-  } else if (json && !multi) {
-    out.push(`<p class="reply">Reply: <code>application/json</code>.</p>`);
-  }
-  const others = Object.keys(content).filter((t) =>
-    t !== "multipart/form-data" && t !== "application/json"
-  );
-  if (!multi && others.length) {
-    out.push(`<p class="reply">Reply: <code>${esc(others.join(", "))}</code>.</p>`);
+  } else {
+    // A multipart reply's `?part=NAME` media types are its parts, listed above.
+    const json = content["application/json"];
+    if (json?.schema?.properties) {
+      out.push(
+        schemaTables(json.schema, "Reply: <code>application/json</code>, these fields", "reply"),
+      );
+    } else if (json) {
+      out.push(`<p class="reply">Reply: <code>application/json</code>.</p>`);
+    }
+    const others = Object.keys(content).filter((t) => t !== "application/json");
+    if (others.length) {
+      out.push(`<p class="reply">Reply: <code>${esc(others.join(", "))}</code>.</p>`);
+    }
   }
   const errors = Object.keys(op.responses).filter((c) => c !== "200");
   if (errors.length) {

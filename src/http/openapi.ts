@@ -27,10 +27,6 @@ export interface ReplyPartDoc {
   contentType: string;
   /** The filename it declares (what `deno task unpack` writes it as). */
   filename: string;
-  /** Several parts may share this name (a model saved in more than one weight shard). */
-  multiple?: boolean;
-  /** The JSON it holds, when it is JSON and has a schema. */
-  schema?: z.ZodType;
 }
 
 /** A query parameter, its values validated (and documented) by `schema`. */
@@ -49,7 +45,7 @@ export interface Operation {
   query?: QueryParam[];
   /** Multipart parts of the request body, when there is one. */
   parts?: Part[];
-  /** JSON schema of a 200 JSON answer (or of the `report` part's JSON alone, `?format=json`). */
+  /** JSON schema of a 200 JSON answer (unused when `replyParts` describes a multipart one). */
   response?: z.ZodType;
   /** Media type of a 200 answer that is not JSON. */
   responseType?: string;
@@ -125,10 +121,7 @@ function success(op: Operation): Record<string, unknown> {
     const properties: Record<string, unknown> = {};
     const encoding: Record<string, { contentType: string }> = {};
     for (const p of op.replyParts) {
-      const one = p.schema
-        ? withDescription(jsonSchema(p.schema, "output"), `${p.filename}: ${p.description}`)
-        : { ...BINARY, description: `${p.filename}: ${p.description}` };
-      properties[p.name] = p.multiple ? { type: "array", items: one } : one;
+      properties[p.name] = { ...BINARY, description: `${p.filename}: ${p.description}` };
       encoding[p.name] = { contentType: p.contentType };
     }
     const content: Record<string, unknown> = {
@@ -138,11 +131,7 @@ function success(op: Operation): Record<string, unknown> {
       },
     };
     // `?part=NAME` answers one part alone with its own media type.
-    for (const p of op.replyParts) {
-      content[p.contentType] ??= {
-        schema: p.schema ? jsonSchema(p.schema, "output") : BINARY,
-      };
-    }
+    for (const p of op.replyParts) content[p.contentType] ??= { schema: BINARY };
     return {
       description: "multipart/form-data, one part per result; ?part=NAME: that part alone",
       content,

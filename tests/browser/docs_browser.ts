@@ -15,20 +15,7 @@ import { resolve } from "node:path";
 import { chromium } from "playwright-core";
 import { createApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config.ts";
-
-const CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
-const OUT = "out/browser";
-
-async function chromiumPath(): Promise<string> {
-  const env = Deno.env.get("CHROMIUM");
-  for (const p of env ? [env] : CANDIDATES) {
-    if (await Deno.stat(p).then((s) => s.isFile, () => false)) return p;
-  }
-  throw new Error(
-    `no Chromium at ${env ?? CANDIDATES.join(", ")}: install Debian's package ` +
-      "(apt-get install -y chromium) or set CHROMIUM to a Chromium binary",
-  );
-}
+import { chromiumPath, OUT } from "./_chromium.ts";
 
 interface Box {
   width: number;

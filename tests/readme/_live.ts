@@ -71,14 +71,17 @@ export async function startService(dir: string): Promise<Service> {
 }
 
 /**
- * The one change a snippet gets before it runs: `localhost:8000` becomes the test's service.
- * `curl` is also made to fail on an HTTP error (`--fail-with-body`), so a 4xx cannot pass as a
- * saved reply; the snippet's own words are otherwise run as written.
+ * The one change a snippet's text gets before it runs: `localhost:8000` becomes the test's
+ * service; its own words are otherwise run as written.
  */
 export function forService(snippet: string, port: number): string {
   return snippet.replaceAll("localhost:8000", `127.0.0.1:${port}`);
 }
 
+/**
+ * Before every script: stop at the first failing command, and make `curl` fail on an HTTP error
+ * (`--fail-with-body`), so a 4xx cannot pass as a saved reply.
+ */
 const PRELUDE = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n';
 
 export interface Ran {
