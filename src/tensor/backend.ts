@@ -10,6 +10,7 @@ import "@tensorflow/tfjs-backend-webgpu";
 import { registerKernels } from "./kernels.ts";
 import { prepareWasmThreads } from "./wasm_threads.ts";
 import { declareNotNode } from "./platform.ts";
+import { setWebgpuFlags } from "./webgpu_flags.ts";
 
 declareNotNode();
 
@@ -110,6 +111,8 @@ async function tryBackend(
         `software adapter (${adapter.name}) is slower than wasm; BACKEND=webgpu forces it`,
       );
     }
+    // Our flag choices (webgpu_flags.ts), set before the backend's first kernel runs.
+    setWebgpuFlags("ours");
   }
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tf.setBackend('${name}') failed`);
