@@ -42,15 +42,16 @@ export const WEBGPU_FLAGS: Readonly<Record<string, WebgpuFlag>> = Object.freeze(
       "WEBGPU_CPU_FORWARD off the hand-off never happens.",
   },
   WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE: {
-    ours: false,
+    ours: true,
     stock: true,
     reason: "kernels/Conv2DBackpropInput.js: true selects Conv2DDerInputProgram (one thread per " +
       "input element looping over the filter window), false the matrix-product " +
-      "Conv2DDerInputMMProgram (tiled, like the forward conv). The input gradient is half of " +
-      "every PGD step. Where the project registers its own webgpu Conv2DBackpropInput " +
-      "(src/tensor, webgpuKernelConfigs) this flag is moot; it still matters for stock runs " +
-      "and for any shape our kernel hands back to tfjs. Reasoning about a real GPU plus the " +
-      "tfjs authors' own choice of the MM form for the forward pass.",
+      "Conv2DDerInputMMProgram. Kept true on a measurement: with false the small CNN's PGD " +
+      "step took 1.59x as long on llvmpipe (bench/webgpu_flags.ts, batch 32: 869 vs 546 ms), " +
+      "because the first layer's input gradient has one output channel, which the MM form " +
+      "tiles 32 wide; the SGD step does not compute that gradient and measured alike. Where " +
+      "the project registers its own webgpu Conv2DBackpropInput (src/tensor, " +
+      "webgpuKernelConfigs) this flag is moot for the shapes that kernel takes.",
   },
   WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: {
     ours: 15,
@@ -67,11 +68,15 @@ export const WEBGPU_FLAGS: Readonly<Record<string, WebgpuFlag>> = Object.freeze(
       "products with a huge inner dimension; no single fixed program suits all, so auto.",
   },
   WEBGPU_CONV_SEPARATE_IM2COL_SHADER: {
-    ours: false,
+    ours: true,
     stock: false,
-    reason: "kernels/Conv2D_impl.js: true forces an explicit im2col buffer (filter*H*W*batch " +
-      "floats per conv, large at batch 512+) before the matmul; tfjs already takes that path " +
-      "itself when the output has few 32x32 workgroups. Off: no extra memory traffic.",
+    reason: "kernels/Conv2D_impl.js: true runs every forward conv as an explicit im2col pass " +
+      "then a matrix product (tfjs does so itself only when the output has few 32x32 " +
+      "workgroups). Measured on llvmpipe: PGD step 0.75x and SGD step 0.77x the time of the " +
+      "fused program (bench/webgpu_flags.ts, batch 32). Costs a transient im2col buffer " +
+      "(batch*outH*outW*kH*kW*inC floats, ~230 MB for the small CNN's second conv at batch " +
+      "1024), which a GPU's memory holds easily. Rests on llvmpipe, whose cores behave like " +
+      "a CPU's; the GPU run of bench/webgpu_flags.ts must confirm it.",
   },
   WEBGPU_THRESHOLD_TO_INCREASE_WORKGROUPS_FOR_MATMUL: {
     ours: -1,

@@ -27,7 +27,7 @@ Deno.test("webgpu flags: ours then stock round-trips every flag", () => {
       assert.equal(tf.env().get(name), flag.ours, name);
     }
     assert.equal(tf.env().getBool("WEBGPU_CPU_FORWARD"), false);
-    assert.equal(tf.env().getBool("WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE"), false);
+    assert.equal(tf.env().getBool("WEBGPU_CONV_SEPARATE_IM2COL_SHADER"), true);
     setWebgpuFlags("stock");
     for (const [name, flag] of Object.entries(WEBGPU_FLAGS)) {
       assert.equal(tf.env().get(name), flag.stock, name);

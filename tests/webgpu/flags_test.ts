@@ -21,18 +21,24 @@ Deno.test({
       for (const [name, flag] of Object.entries(WEBGPU_FLAGS)) {
         assert.equal(tf.env().get(name), flag.stock, name);
       }
-      // A transposed conv (the input gradient's program the flag picks) still agrees with ours.
-      const x = tf.randomUniform([2, 6, 6, 3], -1, 1, "float32", 7) as tf.Tensor4D;
-      const f = tf.randomUniform([3, 3, 4, 3], -1, 1, "float32", 8) as tf.Tensor4D;
-      const stock = await tf.conv2dTranspose(x, f, [2, 11, 11, 4], 2, "valid").data();
+      // A forward conv (fused program under stock, separate im2col under ours) agrees.
+      const x = tf.randomUniform([2, 9, 9, 3], -1, 1, "float32", 7) as tf.Tensor4D;
+      const f = tf.randomUniform([3, 3, 3, 40], -1, 1, "float32", 8) as tf.Tensor4D;
+      const run = async () => {
+        const y = tf.conv2d(x, f, 1, "same");
+        const d = await y.data();
+        y.dispose();
+        return d;
+      };
+      const stock = await run();
       setWebgpuFlags("ours");
-      const ours = await tf.conv2dTranspose(x, f, [2, 11, 11, 4], 2, "valid").data();
+      const ours = await run();
       tf.dispose([x, f]);
       let maxRel = 0;
       for (let i = 0; i < ours.length; i++) {
         maxRel = Math.max(maxRel, Math.abs(ours[i] - stock[i]) / (Math.abs(stock[i]) + 1e-3));
       }
-      assert.ok(maxRel < 1e-4, `naive vs matmul conv2dTranspose rel err ${maxRel}`);
+      assert.ok(maxRel < 1e-4, `fused vs im2col conv2d rel err ${maxRel}`);
     } finally {
       setWebgpuFlags("ours");
     }
