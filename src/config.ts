@@ -48,7 +48,7 @@ export const ConfigSchema = z.object({
     2_000_000,
     1,
     1_000_000_000,
-    "most gradient evaluations (images × steps × restarts) per request",
+    "most image passes per request: gradient evaluations (images × steps × restarts), Square queries, an ensemble's sum",
   ),
   MAX_ROUND_STEPS: int(2_000, 1, 1_000_000, "most optimizer steps one purification round may take"),
   MAX_ROUND_MS: int(

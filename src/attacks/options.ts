@@ -181,6 +181,29 @@ export type AttackParamsInput = z.input<typeof AttackParamsSchema>;
  * as one unit keeps the figure an upper bound. Early stopping only saves work; the figure is used
  * to refuse requests over budget before any tensor work.
  */
+/** What {@link estimateCost} counts for these params, and what a client can cut to lower it. */
+export function costUnits(params: AttackParams): { units: string; cut: string } {
+  switch (params.attack) {
+    case "fgsm":
+      return { units: "gradient evaluations (one per image)", cut: "images" };
+    case "mifgsm":
+      return { units: "gradient evaluations (images × steps)", cut: "images or steps" };
+    case "pgd":
+    case "apgd":
+      return {
+        units: "gradient evaluations (images × steps × restarts)",
+        cut: "images, steps or restarts",
+      };
+    case "square":
+      return { units: "forward passes (images × queries × restarts)", cut: "images or queries" };
+    case "autoattack":
+      return {
+        units: "image passes (its members' gradient evaluations and Square's queries, per image)",
+        cut: 'images, or members (version "fast")',
+      };
+  }
+}
+
 export function estimateCost(params: AttackParams, nImages: number): number {
   switch (params.attack) {
     case "fgsm":

@@ -25,7 +25,7 @@ import {
 import { minClasses } from "./losses.ts";
 import { fgsm } from "./fgsm.ts";
 import { mifgsm } from "./mifgsm.ts";
-import { type AttackParams, estimateCost } from "./options.ts";
+import { type AttackParams, costUnits, estimateCost } from "./options.ts";
 import { pgd } from "./pgd.ts";
 import { deriveSeed } from "../random/rng.ts";
 import { square } from "./square.ts";
@@ -35,7 +35,7 @@ import { yieldPoint } from "../tensor/yield_point.ts";
 export interface RunAttackOptions {
   /** Checked between batches (and by the attacks between steps); its reason is rethrown. */
   signal?: AbortSignal;
-  /** Most gradient evaluations ({@link estimateCost}) the request may need. */
+  /** Most image passes ({@link estimateCost}: gradient evaluations or forward passes) the request may need. */
   maxCost: number;
 }
 
@@ -209,15 +209,13 @@ function validate(
   checkBatchFits(images, clf.inputShape);
   ensure(n >= 1, () => new UnprocessableError("at least one image is required"));
   const cost = estimateCost(params, n);
-  ensure(
-    cost <= maxCost,
-    () =>
-      new CostExceededError(
-        `the attack needs up to ${cost} gradient evaluations (images × steps × restarts); the ` +
-          `limit is ${maxCost}: send fewer images, steps or restarts`,
-        { cost, maxCost },
-      ),
-  );
+  ensure(cost <= maxCost, () => {
+    const { units, cut } = costUnits(params);
+    return new CostExceededError(
+      `${params.attack} needs up to ${cost} ${units}; the limit is ${maxCost}: send fewer ${cut}`,
+      { cost, maxCost },
+    );
+  });
   const k = clf.numClasses;
   checkLabels(images, labels, k);
   const target = "target" in params ? params.target : undefined;

@@ -59,7 +59,31 @@ async function refuses(
 
 Deno.test("runAttack() refuses a request over the cost budget before any tensor work", async () => {
   // 6 images × 10 steps × 2 restarts = 120 > 100.
-  await refuses({ attack: "pgd", restarts: 2 }, () => {}, CostExceededError, /120.*100/, 100);
+  await refuses(
+    { attack: "pgd", restarts: 2 },
+    () => {},
+    CostExceededError,
+    /pgd needs up to 120 gradient evaluations \(images × steps × restarts\); the limit is 100: send fewer images, steps or restarts/,
+    100,
+  );
+});
+
+Deno.test("runAttack()'s cost refusal names what Square and the ensemble count", async () => {
+  // Square: 6 images × 50 queries × 1 restart = 300 forward passes.
+  await refuses(
+    { attack: "square", queries: 50 },
+    () => {},
+    CostExceededError,
+    /square needs up to 300 forward passes \(images × queries × restarts\).*fewer images or queries/,
+    299,
+  );
+  await refuses(
+    { attack: "autoattack", version: "fast" },
+    () => {},
+    CostExceededError,
+    /autoattack needs up to \d+ image passes \(its members' gradient evaluations and Square's queries/,
+    100,
+  );
 });
 
 Deno.test("runAttack() refuses a target equal to an image's label, naming the image", async () => {
