@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { MomentumSgd } from "../src/purify/sgd.ts";
 import { initBackend } from "../src/tensor/backend.ts";
-import { setWebgpuFlags, type WebgpuFlagValue } from "../src/tensor/webgpu_flags.ts";
+import { setWebgpuFlags, WEBGPU_FLAGS, type WebgpuFlagValue } from "../src/tensor/webgpu_flags.ts";
 import { smallCnn } from "./small_cnn.ts";
 
 const { values: args } = parseArgs({
@@ -28,30 +28,24 @@ interface Variant {
   base: "ours" | "stock";
   set?: Record<string, WebgpuFlagValue>;
 }
+/** Values to try against ours for the numeric flags (booleans are flipped). */
+const OTHER: Record<string, WebgpuFlagValue> = {
+  WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: 60,
+  WEBGPU_THRESHOLD_TO_INCREASE_WORKGROUPS_FOR_MATMUL: 64,
+};
+/** ours, stock, then ours with one flag changed (flags left out: moot or per-shape auto). */
 const VARIANTS: Variant[] = [
   { label: "ours", base: "ours" },
   { label: "stock", base: "stock" },
-  { label: "ours, CPU_FORWARD=true", base: "ours", set: { WEBGPU_CPU_FORWARD: true } },
-  {
-    label: "ours, NAIVE_CONV2D_TRANSPOSE=true",
-    base: "ours",
-    set: { WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE: true },
-  },
-  {
-    label: "ours, DEFERRED_SUBMIT_BATCH_SIZE=60",
-    base: "ours",
-    set: { WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: 60 },
-  },
-  {
-    label: "ours, CONV_SEPARATE_IM2COL_SHADER=true",
-    base: "ours",
-    set: { WEBGPU_CONV_SEPARATE_IM2COL_SHADER: true },
-  },
-  {
-    label: "ours, THRESHOLD_TO_INCREASE_WORKGROUPS=64",
-    base: "ours",
-    set: { WEBGPU_THRESHOLD_TO_INCREASE_WORKGROUPS_FOR_MATMUL: 64 },
-  },
+  ...Object.entries(WEBGPU_FLAGS).flatMap(([name, flag]): Variant[] => {
+    const other = typeof flag.ours === "boolean" ? !flag.ours : OTHER[name];
+    if (other === undefined) return [];
+    return [{
+      label: `ours, ${name.replace(/^WEBGPU_/, "")}=${other}`,
+      base: "ours",
+      set: { [name]: other },
+    }];
+  }),
 ];
 
 function apply(v: Variant): void {
