@@ -32,7 +32,8 @@ export const WEBGPU_FLAGS: Readonly<Record<string, WebgpuFlag>> = Object.freeze(
       "tensors every step (scalars for step sizes, one-hot labels, small clip bounds), so " +
       "with the forward on, each step interleaves CPU kernels with the GPU queue. Off: " +
       "everything runs on one device in submission order. Reasoning about a real GPU " +
-      "(a dispatch costs microseconds there); on llvmpipe the two measure alike.",
+      "(a dispatch costs microseconds there); on llvmpipe the two measure alike (within " +
+      "the runs' ±7% noise).",
   },
   WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD: {
     ours: 1000,
@@ -47,7 +48,7 @@ export const WEBGPU_FLAGS: Readonly<Record<string, WebgpuFlag>> = Object.freeze(
     reason: "kernels/Conv2DBackpropInput.js: true selects Conv2DDerInputProgram (one thread per " +
       "input element looping over the filter window), false the matrix-product " +
       "Conv2DDerInputMMProgram. Kept true on a measurement: with false the small CNN's PGD " +
-      "step took 1.59x as long on llvmpipe (bench/webgpu_flags.ts, batch 32: 869 vs 546 ms), " +
+      "step took 1.6-1.9x as long on llvmpipe (bench/webgpu_flags.ts, batch 32, two runs), " +
       "because the first layer's input gradient has one output channel, which the MM form " +
       "tiles 32 wide; the SGD step does not compute that gradient and measured alike. Where " +
       "the project registers its own webgpu Conv2DBackpropInput (src/tensor, " +
@@ -72,8 +73,8 @@ export const WEBGPU_FLAGS: Readonly<Record<string, WebgpuFlag>> = Object.freeze(
     stock: false,
     reason: "kernels/Conv2D_impl.js: true runs every forward conv as an explicit im2col pass " +
       "then a matrix product (tfjs does so itself only when the output has few 32x32 " +
-      "workgroups). Measured on llvmpipe: PGD step 0.75x and SGD step 0.77x the time of the " +
-      "fused program (bench/webgpu_flags.ts, batch 32). Costs a transient im2col buffer " +
+      "workgroups). Measured on llvmpipe (bench/webgpu_flags.ts, batch 32): the fused program " +
+      "took 1.3-1.6x as long on the PGD step and 1.26-1.3x on the SGD step. Costs a transient im2col buffer " +
       "(batch*outH*outW*kH*kW*inC floats, ~230 MB for the small CNN's second conv at batch " +
       "1024), which a GPU's memory holds easily. Rests on llvmpipe, whose cores behave like " +
       "a CPU's; the GPU run of bench/webgpu_flags.ts must confirm it.",
