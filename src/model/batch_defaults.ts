@@ -15,7 +15,7 @@
  * output on webgpu sets `batch_size` explicitly.
  */
 import { type ActivationBudget, maxBatchFor } from "../io/activation_budget.ts";
-import type { BackendName } from "./backend.ts";
+import type { BackendName } from "../tensor/backend.ts";
 
 /** What the batch is for: each has its own schema default and maximum. */
 export type BatchKind = "attack" | "evaluate" | "detect";

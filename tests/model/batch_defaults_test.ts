@@ -5,7 +5,7 @@ import {
   CPU_BATCH_DEFAULTS,
   defaultBatchSize,
   WEBGPU_BATCH_DEFAULTS,
-} from "../../src/tensor/batch_defaults.ts";
+} from "../../src/model/batch_defaults.ts";
 import { type ActivationBudget, maxBatchFor } from "../../src/io/activation_budget.ts";
 import { AttackParamsSchema } from "../../src/attacks/options.ts";
 
