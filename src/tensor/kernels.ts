@@ -13,15 +13,17 @@ import { maxPoolGradConfig } from "./maxpool_grad_kernel.ts";
 import { keepStock, stockConfig } from "./stock_kernels.ts";
 import { sumMeanConfigs } from "./sum_kernel.ts";
 import { tileConfig } from "./tile_kernel.ts";
+import { webgpuKernelConfigs } from "./webgpu_conv_grad.ts";
 
-/** Our kernels: convolution gradients (wasm, cpu), transposed products, max-pool gradient,
- * leading-axis sums and means, tiling (wasm). */
+/** Our kernels: convolution gradients (wasm, cpu; the filter gradient on webgpu), transposed
+ * products, max-pool gradient, leading-axis sums and means, tiling (wasm). */
 export const KERNEL_CONFIGS: readonly tf.KernelConfig[] = [
   ...convGradKernelConfigs,
   batchMatMulConfig,
   maxPoolGradConfig,
   ...sumMeanConfigs,
   tileConfig,
+  ...webgpuKernelConfigs,
 ];
 
 /** Registers {@link KERNEL_CONFIGS}, keeping each kernel they replace; idempotent. */
