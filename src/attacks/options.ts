@@ -181,6 +181,22 @@ export type AttackParamsInput = z.input<typeof AttackParamsSchema>;
  * as one unit keeps the figure an upper bound. Early stopping only saves work; the figure is used
  * to refuse requests over budget before any tensor work.
  */
+export function estimateCost(params: AttackParams, nImages: number): number {
+  switch (params.attack) {
+    case "fgsm":
+      return nImages;
+    case "mifgsm":
+      return nImages * params.steps;
+    case "pgd":
+    case "apgd":
+      return nImages * params.steps * params.restarts;
+    case "square":
+      return nImages * params.queries * params.restarts;
+    case "autoattack":
+      return nImages * autoAttackCostPerImage(params.version, params.members ?? MEMBERS);
+  }
+}
+
 /** What {@link estimateCost} counts for these params, and what a client can cut to lower it. */
 export function costUnits(params: AttackParams): { units: string; cut: string } {
   switch (params.attack) {
@@ -201,21 +217,5 @@ export function costUnits(params: AttackParams): { units: string; cut: string } 
         units: "image passes (its members' gradient evaluations and Square's queries, per image)",
         cut: 'images, or members (version "fast")',
       };
-  }
-}
-
-export function estimateCost(params: AttackParams, nImages: number): number {
-  switch (params.attack) {
-    case "fgsm":
-      return nImages;
-    case "mifgsm":
-      return nImages * params.steps;
-    case "pgd":
-    case "apgd":
-      return nImages * params.steps * params.restarts;
-    case "square":
-      return nImages * params.queries * params.restarts;
-    case "autoattack":
-      return nImages * autoAttackCostPerImage(params.version, params.members ?? MEMBERS);
   }
 }

@@ -29,7 +29,8 @@ interface KernelBackend {
   disposeData(dataId: object): void;
 }
 
-interface FilterAttrs {
+/** `Conv2DBackpropFilter`'s attributes, as tfjs passes them to every backend. */
+export interface FilterAttrs {
   strides: number | [number, number];
   pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
   dataFormat: "NHWC" | "NCHW";

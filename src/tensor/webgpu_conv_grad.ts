@@ -17,6 +17,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import type { FilterAttrs } from "./conv_grad_kernels.ts";
 import { stockKernel, stockSetup } from "./stock_kernels.ts";
 import {
   ConvGemmProgram,
@@ -64,14 +65,6 @@ fn readB(inner : i32, col : i32) -> f32 {
   return dy[inner * uniforms.dyShape.w + col];
 }
 `;
-
-interface FilterAttrs {
-  strides: number | [number, number];
-  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
-  dataFormat: "NHWC" | "NCHW";
-  dimRoundingMode?: "floor" | "round" | "ceil";
-  filterShape: [number, number, number, number];
-}
 
 function conv2DBackpropFilter(
   args: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap },
