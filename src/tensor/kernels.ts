@@ -26,9 +26,19 @@ export const KERNEL_CONFIGS: readonly tf.KernelConfig[] = [
   ...webgpuKernelConfigs,
 ];
 
-/** Registers {@link KERNEL_CONFIGS}, keeping each kernel they replace; idempotent. */
-export function registerKernels(): void {
-  for (const k of KERNEL_CONFIGS) {
+/** Ours for one backend, or for all when `backendName` is absent. */
+function configsFor(backendName?: string): readonly tf.KernelConfig[] {
+  return backendName === undefined
+    ? KERNEL_CONFIGS
+    : KERNEL_CONFIGS.filter((k) => k.backendName === backendName);
+}
+
+/**
+ * Registers {@link KERNEL_CONFIGS} (only `backendName`'s when given), keeping each kernel they
+ * replace; idempotent.
+ */
+export function registerKernels(backendName?: string): void {
+  for (const k of configsFor(backendName)) {
     const current = tf.getKernel(k.kernelName, k.backendName);
     if (current?.kernelFunc === k.kernelFunc) continue;
     if (current) {
@@ -39,9 +49,12 @@ export function registerKernels(): void {
   }
 }
 
-/** Unregisters ours and puts back the kernels they replaced. */
-export function unregisterKernels(): void {
-  for (const k of KERNEL_CONFIGS) {
+/**
+ * Unregisters ours (only `backendName`'s when given: `"webgpu"` gives the stock tfjs WebGPU
+ * backend that bench/webgpu_check.ts compares against) and puts back the kernels they replaced.
+ */
+export function unregisterKernels(backendName?: string): void {
+  for (const k of configsFor(backendName)) {
     if (tf.getKernel(k.kernelName, k.backendName)?.kernelFunc !== k.kernelFunc) continue;
     tf.unregisterKernel(k.kernelName, k.backendName);
     const stock = stockConfig(k.kernelName, k.backendName, true);

@@ -353,3 +353,25 @@ Deno.test("one list registers every kernel of ours, idempotently, and unregister
   assert.deepEqual(Array.from(await s1.data()), [3, 7, 11]);
   tf.dispose([x, s0, s1]);
 });
+
+Deno.test("unregisterKernels(backend) restores one backend's stock kernels and keeps the rest", () => {
+  const ours = (k: tf.KernelConfig) =>
+    tf.getKernel(k.kernelName, k.backendName)?.kernelFunc === k.kernelFunc;
+  const webgpu = KERNEL_CONFIGS.filter((k) => k.backendName === "webgpu");
+  const others = KERNEL_CONFIGS.filter((k) => k.backendName !== "webgpu");
+  assert.ok(webgpu.length > 0 && others.length > 0);
+  registerKernels();
+  try {
+    unregisterKernels("webgpu");
+    for (const k of webgpu) assert.ok(!ours(k), `webgpu ${k.kernelName} still ours`);
+    for (const k of others) assert.ok(ours(k), `${k.backendName} ${k.kernelName} lost`);
+    // tfjs's own webgpu filter gradient is back in place, not a hole.
+    assert.ok(tf.getKernel("Conv2DBackpropFilter", "webgpu") !== undefined);
+    registerKernels("webgpu");
+    for (const k of KERNEL_CONFIGS) assert.ok(ours(k), `${k.backendName} ${k.kernelName}`);
+    unregisterKernels("no-such-backend");
+    for (const k of KERNEL_CONFIGS) assert.ok(ours(k), `${k.backendName} ${k.kernelName}`);
+  } finally {
+    registerKernels();
+  }
+});
