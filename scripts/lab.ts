@@ -8,8 +8,16 @@
  * --attack badnets|blend|wanet|sig, --trigger JSON (a full trigger spec; overrides --attack),
  * --mode all-to-one|all-to-all|clean-label, --target 0, --poison-rate 0.1, --train 20000,
  * --extra 2000, --extra-poison-rate 0.1, --extra-imbalance 1, --test 2000, --epochs 3, --batch-size 128, --optimizer adam|sgd,
- * --lr NUM, --synthetic-size 16, --synthetic-classes 6, --seed 1, --backend wasm|cpu|webgpu,
- * --out DIR (default out/lab). `BACKEND` in the environment also picks the backend.
+ * --lr NUM, --synthetic-size 16, --synthetic-classes 6, --synthetic-channels 1|3, --lift none|rgb32,
+ * --model cnn|vgg-bn, --vgg-width 64, --bn-statistics precise|ema, --seed 1,
+ * --backend wasm|cpu|webgpu, --out DIR (default out/lab). `BACKEND` in the environment also picks
+ * the backend.
+ *
+ * The VGG-BN model of issue 15 on 32×32×3 data (Fashion-MNIST lifted, or synthetic colour shapes):
+ *
+ *   deno task lab -- --model vgg-bn --lift rgb32 --out /tmp/lab_vgg
+ *   deno task lab -- --model vgg-bn --vgg-width 8 --dataset synthetic --synthetic-size 32 \
+ *     --synthetic-channels 3 --train 2000 --epochs 2 --out /tmp/lab_vgg_small
  *
  * `--quick` is a small lab for a first look and for the README's session (which a test runs):
  * {@link QUICK} sizes (8,000 training images for 2 epochs, 500-image extra and test sets: about
@@ -26,6 +34,9 @@ const STRING_FLAGS = {
   attack: "attack",
   mode: "mode",
   optimizer: "optimizer",
+  lift: "lift",
+  model: "model",
+  "bn-statistics": "bnStatistics",
 } as const;
 const NUMBER_FLAGS = {
   target: "target",
@@ -40,6 +51,8 @@ const NUMBER_FLAGS = {
   lr: "learningRate",
   "synthetic-size": "syntheticSize",
   "synthetic-classes": "syntheticClasses",
+  "synthetic-channels": "syntheticChannels",
+  "vgg-width": "vggWidth",
   seed: "seed",
 } as const;
 

@@ -2,9 +2,15 @@
  * The backdoor lab: builds a backdoored classifier and the data a defence is judged on, from one
  * seed. Steps: load Fashion-MNIST (or generate the synthetic set), split a training subset, an
  * extra set and a test set, poison the training subset (and, at its own rate, the extra set) with
- * a trigger, train a small CNN on the poisoned training subset, and measure clean accuracy and
+ * a trigger, train a classifier on the poisoned training subset, and measure clean accuracy and
  * attack success rate (ASR: the fraction of triggered non-target test images classified as the
  * attacker's label).
+ *
+ * Two classifiers: `cnn`, the small Fashion-MNIST CNN of `train.ts` (the default), and `vgg-bn`,
+ * the VGG-style network with batch norm of `vgg_bn.ts` for 32×32×3 inputs (issue 15's second
+ * benchmark model). `vgg-bn` needs colour images whose sides three 2×2 pools can halve: the
+ * synthetic set with `syntheticChannels: 3` (e.g. 32×32), or any set lifted to 32×32×3 with
+ * `lift: "rgb32"` (Fashion-MNIST: zero-padded 2 px, its grey channel replicated).
  *
  * The extra set plays the user's own dirty data: `extra.y` holds the labels as poisoned and
  * `extra.isPoison` the ground truth a detector is scored against.
@@ -27,15 +33,18 @@ import {
 import { backdoorTestSet, poisonDataset } from "./poison.ts";
 import { Rng } from "../random/rng.ts";
 import { SYNTHETIC_CLASSES, syntheticDataset } from "./synthetic.ts";
+import { LIFT_SIDE, liftToRgb32 } from "./lift.ts";
 import {
   accuracyOn,
   buildCnn,
   type CnnSize,
   DEFAULT_CNN,
   type EpochLog,
+  preciseBatchNorm,
   SMALL_CNN,
   trainClassifier,
 } from "./train.ts";
+import { buildVggBn, DEFAULT_VGG, type VggSize } from "./vgg_bn.ts";
 
 const count = (def: number, max: number, what: string) =>
   z.int().min(0).max(max).default(def).describe(what);
@@ -81,12 +90,43 @@ export const LabOptionsSchema = z.object({
   ),
   syntheticSize: z.int().min(8).max(64).default(16).describe("side of synthetic images"),
   syntheticClasses: z.int().min(2).max(10).default(6).describe("classes of the synthetic set"),
+  syntheticChannels: z.union([z.literal(1), z.literal(3)]).default(1).describe(
+    "1: grey synthetic images; 3: each shape in a seeded random colour (per image, so the " +
+      "colour says nothing of the class), noise per channel",
+  ),
+  lift: z.enum(["none", "rgb32"]).default("none").describe(
+    "rgb32: zero-pad every image evenly to 32×32 and replicate a grey channel to 3 (Fashion-" +
+      "MNIST: 2 px on each side), the CIFAR shape that vgg-bn is built for",
+  ),
+  model: z.enum(["cnn", "vgg-bn"]).default("cnn").describe(
+    "cnn: the small CNN (conv32-pool-conv64-pool-dense128 at 24×24 and above, conv8-conv16-" +
+      "dense32 below); vgg-bn: [conv3×3-BN-ReLU]×2-maxpool blocks of w, 2w, 4w filters and a " +
+      "dense layer, for 3-channel images with sides divisible by 8",
+  ),
+  vggWidth: z.int().min(1).max(512).default(DEFAULT_VGG.width).describe(
+    "vgg-bn: filters of the first block (then 2w and 4w); 64 is 1.19 M parameters on 32×32×3, " +
+      "8 trains in seconds",
+  ),
+  bnStatistics: z.enum(["precise", "ema"]).default("precise").describe(
+    "batch-norm moving statistics the saved model carries (models with batch norm only): ema, " +
+      "the moving averages training left (momentum 0.99: a short run leaves them near their " +
+      "initial 0 and 1); precise, re-estimated after training as the mean over the training " +
+      "set of the per-batch statistics (PreciseBN, Wu & Johnson, arXiv 2105.07576)",
+  ),
   seed: z.int().min(0).max(2 ** 31 - 1).default(1).describe(
     "seeds the split, the poisoning, the trigger (unless given), weight init and shuffling",
   ),
 }).strict();
 
 export type LabOptions = z.output<typeof LabOptionsSchema>;
+
+/** `[H, W, C]` of the images the lab trains on, as `o` asks for them. */
+export function labInputShape(o: LabOptions): [number, number, number] {
+  if (o.lift === "rgb32") return [LIFT_SIDE, LIFT_SIDE, 3];
+  return o.dataset === "synthetic"
+    ? [o.syntheticSize, o.syntheticSize, o.syntheticChannels]
+    : [28, 28, 1];
+}
 export type LabOptionsInput = z.input<typeof LabOptionsSchema>;
 
 /** An 8-bit NHWC image set with int32 labels, ready for `.npy`. */
@@ -104,7 +144,14 @@ export interface LabReport {
   tfjsVersion: string;
   numClasses: number;
   classNames: string[];
-  architecture: CnnSize;
+  /** `cnn` or `vgg-bn` (also in `settings.model`). */
+  model: LabOptions["model"];
+  /** The CNN's widths, or the VGG's first-block width. */
+  architecture: CnnSize | VggSize;
+  /** Trainable scalars of the model. */
+  parameters: number;
+  /** Input `[H, W, C]`. */
+  inputShape: [number, number, number];
   counts: {
     train: number;
     trainPoisoned: number;
@@ -153,7 +200,27 @@ export function parseLabOptions(input: unknown): LabOptions {
   if (!parsed.success) {
     throw ValidationError.fromZod(parsed.error, { label: "invalid lab options", root: "options" });
   }
-  return parsed.data;
+  const o = parsed.data;
+  const [h, w, c] = labInputShape(o);
+  if (o.lift === "rgb32" && o.dataset === "synthetic") {
+    const d = LIFT_SIDE - o.syntheticSize;
+    if (d < 0 || d % 2 !== 0) {
+      throw new ValidationError(
+        `lift rgb32 pads evenly to 32×32: syntheticSize must be at most 32 and even; got ` +
+          `${o.syntheticSize}`,
+      );
+    }
+  }
+  if (o.model === "vgg-bn" && (c !== 3 || h % 8 !== 0 || w % 8 !== 0)) {
+    throw new ValidationError(
+      `model vgg-bn takes 3-channel images with height and width divisible by 8 (three 2×2 ` +
+        `pools); these options give ${h}×${w}×${c}. Use lift "rgb32" (Fashion-MNIST as ` +
+        `32×32×3) or dataset "synthetic" with syntheticChannels 3 and a syntheticSize of 16, ` +
+        `24, 32 ...`,
+      { model: o.model, inputShape: [h, w, c] },
+    );
+  }
+  return o;
 }
 
 function seedOf(seed: number, stream: number): number {
@@ -168,8 +235,25 @@ function pick(n: number, k: number, rng: Rng): Int32Array {
 async function loadSplits(
   o: LabOptions,
 ): Promise<{ train: Dataset; extra: Dataset; test: Dataset; classNames: string[] }> {
+  const splits = await loadRawSplits(o);
+  if (o.lift === "none") return splits;
+  return {
+    ...splits,
+    train: liftToRgb32(splits.train),
+    extra: liftToRgb32(splits.extra),
+    test: liftToRgb32(splits.test),
+  };
+}
+
+async function loadRawSplits(
+  o: LabOptions,
+): Promise<{ train: Dataset; extra: Dataset; test: Dataset; classNames: string[] }> {
   if (o.dataset === "synthetic") {
-    const common = { size: o.syntheticSize, numClasses: o.syntheticClasses };
+    const common = {
+      size: o.syntheticSize,
+      numClasses: o.syntheticClasses,
+      channels: o.syntheticChannels,
+    };
     const pool = syntheticDataset({ ...common, n: o.trainSize + o.extraSize, seed: o.seed });
     const test = syntheticDataset({ ...common, n: o.testSize, seed: seedOf(o.seed, STREAM.split) });
     const idx = Int32Array.from({ length: pool.y.length }, (_, i) => i);
@@ -292,8 +376,17 @@ export async function runLab(
   );
 
   const [, h, w, c] = train.shape;
-  const architecture = h >= 24 && w >= 24 ? DEFAULT_CNN : SMALL_CNN;
-  const model = buildCnn([h, w, c], numClasses, seedOf(o.seed, STREAM.init), architecture);
+  const initSeed = seedOf(o.seed, STREAM.init);
+  let architecture: CnnSize | VggSize, model: tf.Sequential;
+  if (o.model === "vgg-bn") {
+    architecture = { width: o.vggWidth };
+    model = buildVggBn([h, w, c], numClasses, initSeed, architecture);
+  } else {
+    architecture = h >= 24 && w >= 24 ? DEFAULT_CNN : SMALL_CNN;
+    model = buildCnn([h, w, c], numClasses, initSeed, architecture);
+  }
+  const parameters = model.trainableWeights.reduce((sum, v) => sum + v.read().size, 0);
+  log(`model: ${o.model} ${JSON.stringify(architecture)}, ${parameters} parameters`);
   const learningRate = o.learningRate ?? (o.optimizer === "adam" ? 2e-3 : 0.01);
   const history: LabReport["history"] = [];
   let evalSeconds = 0;
@@ -325,7 +418,16 @@ export async function runLab(
         );
       },
     });
-    if (history.length > 0) {
+    const precise = o.bnStatistics === "precise" && o.epochs > 0 &&
+      await preciseBatchNorm(model, trainP, { batchSize: o.batchSize });
+    if (precise) {
+      // The epochs' figures were measured with the moving averages; the model saved is this one.
+      ({ acc: cleanAccuracy, asr: attackSuccessRate } = await evaluate());
+      log(
+        `precise batch-norm statistics: clean acc ${pct(cleanAccuracy)}, ASR ` +
+          `${pct(attackSuccessRate)}`,
+      );
+    } else if (history.length > 0) {
       ({ cleanAccuracy, attackSuccessRate } = history[history.length - 1]);
     } else {
       ({ acc: cleanAccuracy, asr: attackSuccessRate } = await evaluate());
@@ -347,7 +449,10 @@ export async function runLab(
     tfjsVersion: tf.version.tfjs,
     numClasses,
     classNames,
+    model: o.model,
     architecture,
+    parameters,
+    inputShape: [h, w, c],
     counts: {
       train: trainP.y.length,
       trainPoisoned: trainP.poisonIndices.length,

@@ -2,7 +2,10 @@
  * A seeded synthetic image dataset for tests and for demos on machines without Fashion-MNIST:
  * one simple grey shape per image (square, ring, plus, ...), jittered in position, size and
  * brightness, on a noisy dark background. Small models learn it in seconds, and the corners stay
- * mostly dark, as in Fashion-MNIST, so patch triggers behave the same way.
+ * mostly dark, as in Fashion-MNIST, so patch triggers behave the same way. With `channels: 3` each
+ * shape is drawn in a seeded random colour with noise per channel: the colour says nothing about
+ * the label (it is drawn per image, not per class), so a network still has to see the shape, as
+ * on CIFAR-shaped data.
  *
  * @module
  */
@@ -62,17 +65,26 @@ export interface SyntheticOptions {
   numClasses?: number;
   /** Standard deviation of the additive Gaussian pixel noise, in [0,1] units. Default 0.08. */
   noise?: number;
+  /**
+   * 1 (grey, the default) or 3 (RGB: a per-image colour tint with each channel's gain uniform in
+   * [0.35, 1], and noise drawn per channel). The grey output is the same bytes as before this
+   * option existed: colour draws happen only when `channels` is 3.
+   */
+  channels?: 1 | 3;
   /** Default 0. */
   seed?: number;
 }
 
+/** Lowest per-channel gain of a colour tint: every channel keeps some of the shape. */
+const MIN_TINT = 0.35;
+
 /**
- * `n` images `[n, size, size, 1]` with balanced labels in random order. Same options, same bytes.
+ * `n` images `[n, size, size, channels]` with balanced labels in random order. Same options, same bytes.
  *
  * @throws {ValidationError} an option is out of range.
  */
 export function syntheticDataset(opts: SyntheticOptions): Dataset {
-  const { n, size = 16, numClasses = 6, noise = 0.08, seed = 0 } = opts;
+  const { n, size = 16, numClasses = 6, noise = 0.08, channels = 1, seed = 0 } = opts;
   if (!Number.isSafeInteger(n) || n < 0) {
     throw new ValidationError(`n must be a non-negative integer; got ${n}`);
   }
@@ -87,18 +99,23 @@ export function syntheticDataset(opts: SyntheticOptions): Dataset {
   if (!(noise >= 0 && noise <= 1)) {
     throw new ValidationError(`noise must be in [0, 1]; got ${noise}`);
   }
+  if (channels !== 1 && channels !== 3) {
+    throw new ValidationError(`channels must be 1 or 3; got ${channels}`);
+  }
   const rng = new Rng(seed, 0x5e7);
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) y[i] = i % numClasses;
   rng.shuffle(y);
-  const x = new Uint8Array(n * size * size);
+  const x = new Uint8Array(n * size * size * channels);
   const c = (size - 1) / 2;
   const sub = [-0.25, 0.25];
+  const tint = new Float64Array(channels).fill(1);
   for (let i = 0; i < n; i++) {
     const r = size * rng.uniform(0.26, 0.34);
     const cx = c + rng.uniform(-1.5, 1.5), cy = c + rng.uniform(-1.5, 1.5);
     const bright = rng.uniform(0.6, 1);
-    const base = i * size * size;
+    if (channels === 3) { for (let ch = 0; ch < 3; ch++) tint[ch] = rng.uniform(MIN_TINT, 1); }
+    const base = i * size * size * channels;
     for (let py = 0; py < size; py++) {
       for (let px = 0; px < size; px++) {
         // 2×2 supersampling softens edges so shapes are not pixel-exact templates.
@@ -108,10 +125,13 @@ export function syntheticDataset(opts: SyntheticOptions): Dataset {
             if (inside(y[i], (px + dx - cx) / r, (py + dy - cy) / r)) cover += 0.25;
           }
         }
-        const v = bright * cover + 0.05 + noise * rng.normal();
-        x[base + py * size + px] = Math.max(0, Math.min(255, Math.round(v * 255)));
+        const o = base + (py * size + px) * channels;
+        for (let ch = 0; ch < channels; ch++) {
+          const v = bright * tint[ch] * cover + 0.05 + noise * rng.normal();
+          x[o + ch] = Math.max(0, Math.min(255, Math.round(v * 255)));
+        }
       }
     }
   }
-  return { x, y, shape: [n, size, size, 1], numClasses };
+  return { x, y, shape: [n, size, size, channels], numClasses };
 }

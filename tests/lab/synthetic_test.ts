@@ -46,3 +46,30 @@ Deno.test("syntheticDataset() rejects out-of-range options", () => {
     assert.throws(() => syntheticDataset(bad), ValidationError, JSON.stringify(bad));
   }
 });
+
+Deno.test("syntheticDataset() with 3 channels tints each image alike across its shape, not by class", () => {
+  const grey = syntheticDataset({ n: 60, size: 16, seed: 5 });
+  const rgb = syntheticDataset({ n: 60, size: 16, seed: 5, channels: 3, noise: 0 });
+  assert.deepEqual(rgb.shape, [60, 16, 16, 3]);
+  assert.deepEqual(rgb.y, grey.y, "same labels in the same order");
+  assert.deepEqual(syntheticDataset({ n: 60, size: 16, seed: 5, channels: 3, noise: 0 }), rgb);
+  // Per image, the brightest pixel's channel ratios are its tint; they differ between images of
+  // one class, so the colour carries no label.
+  const ratio = (i: number) => {
+    let best = 0, at = 0;
+    for (let p = 0; p < 256; p++) {
+      const o = (i * 256 + p) * 3;
+      const s = rgb.x[o] + rgb.x[o + 1] + rgb.x[o + 2];
+      if (s > best) [best, at] = [s, o];
+    }
+    return [rgb.x[at] / best, rgb.x[at + 1] / best];
+  };
+  const ofClass0 = [...rgb.y.keys()].filter((i) => rgb.y[i] === 0).map(ratio);
+  const spread = Math.max(...ofClass0.map((r) => r[0])) - Math.min(...ofClass0.map((r) => r[0]));
+  assert.ok(spread > 0.1, `red share spreads within a class (${spread})`);
+  assert.throws(
+    () => syntheticDataset({ n: 4, channels: 2 as 1 }),
+    ValidationError,
+    "2 channels refused",
+  );
+});
