@@ -29,7 +29,9 @@ export class MeanTeacher {
 
   /**
    * Softmax of the teacher on `x`: the teacher's weights are swapped into `clf` (whose trainable
-   * variables are `vars`) for one forward pass, then the student's are put back.
+   * variables are `vars`) for one forward pass, then the student's are put back. In training mode
+   * tfjs's batch norms also update their moving statistics during the pass; those are the
+   * student's (the model a round returns), so they are put back as well.
    */
   probs(
     clf: Classifier,
@@ -38,12 +40,15 @@ export class MeanTeacher {
     training: boolean,
   ): tf.Tensor2D {
     const saved = vars.map((v) => tf.clone(v));
+    const fixed = training ? clf.model.nonTrainableWeights.map((w) => w.read() as tf.Variable) : [];
+    const fixedSaved = fixed.map((v) => tf.clone(v));
     try {
       vars.forEach((v, i) => v.assign(this.#weights[i]));
       return tf.tidy(() => tf.softmax(clf.logits(x, training)) as tf.Tensor2D);
     } finally {
       vars.forEach((v, i) => v.assign(saved[i]));
-      tf.dispose(saved);
+      fixed.forEach((v, i) => v.assign(fixedSaved[i]));
+      tf.dispose([...saved, ...fixedSaved]);
     }
   }
 
