@@ -5,7 +5,9 @@
  * accuracy, the trigger's ASR, robust accuracy) and a purification round, each 200 with no tensor
  * left in the engine. Then how a round treats batch norm: in the default `train_mode: inference`
  * the moving statistics come back exactly as uploaded while the scales, offsets and kernels
- * train; in `train_mode: train` the moving statistics come back moved.
+ * train; in `train_mode: train` the moving statistics come back moved, rounds chain on them, and
+ * the state's model fingerprint refuses a model whose moving statistics differ from the last
+ * round's.
  */
 import assert from "node:assert/strict";
 import { encodeNpy } from "../../src/io/npy.ts";
@@ -67,6 +69,22 @@ function namedWeights(modelJson: Uint8Array, shards: { name: string; bytes: Uint
     o += 4 * n;
   }
   return out;
+}
+
+/** `model` with the first value of weight `name` changed by 1e-3 (a copy). */
+function nudged(model: LabResult["model"], name: string): LabResult["model"] {
+  const doc = JSON.parse(new TextDecoder().decode(model.modelJson));
+  const group = doc.weightsManifest[0];
+  let o = 0;
+  for (const w of group.weights as { name: string; shape: number[] }[]) {
+    if (w.name === name) break;
+    o += 4 * w.shape.reduce((a, b) => a * b, 1);
+  }
+  const weights = model.weights.map((s) => ({ name: s.name, bytes: s.bytes.slice() }));
+  const shard = weights.find((s) => s.name === group.paths[0])!;
+  const view = new DataView(shard.bytes.buffer);
+  view.setFloat32(o, view.getFloat32(o, true) + 1e-3, true);
+  return { modelJson: model.modelJson, weights };
 }
 
 const share = (v: unknown, what: string) =>
@@ -187,5 +205,76 @@ Deno.test("a purification round keeps VGG-BN's moving statistics in inference mo
       else assert.notDeepEqual(back.get(n), sent.get(n), `${n} moves in train mode`);
     }
   }
+  assert.equal(engineTensors(app), before, "no tensor left in the engine");
+});
+
+Deno.test("train-mode rounds of a VGG-BN chain over HTTP: each round takes the last one's model and state", async () => {
+  const r = await vggLab();
+  const app = await testApp();
+  const before = engineTensors(app);
+  const schedule = {
+    train_mode: "train",
+    suspect: { rule: "label_excess" },
+    stages: [{
+      kind: "train",
+      name: "at",
+      steps: 5,
+      batch_size: 32,
+      lr: 0.01,
+      losses: { clean: 1, adversarial: 1, mean_teacher: 1 },
+      pgd: { eps: 0.03, steps: 2 },
+    }],
+  };
+  let model = r.model;
+  let state: Blob | undefined;
+  const steps: number[] = [];
+  for (let round = 0; round < 6; round++) {
+    const f = form(model, {
+      images: [r.extra.x, r.extra.shape],
+      labels: r.extra.y,
+      params: round === 0 ? { schedule, seed: 3, max_steps: 2 } : { max_steps: 2 },
+    });
+    if (state) f.append("state", state, "state.json");
+    const res = await app.request("/v1/purify/rounds", { method: "POST", body: f });
+    assert.equal(res.status, 200, `round ${round}: ${await res.clone().text()}`);
+    const out = await res.formData();
+    const report = JSON.parse(await (out.get("report") as File).text());
+    steps.push(report.steps);
+    const weights = await Promise.all(
+      (out.getAll("weights") as File[]).map(async (w) => ({
+        name: w.name,
+        bytes: new Uint8Array(await w.arrayBuffer()),
+      })),
+    );
+    model = { modelJson: new Uint8Array(await (out.get("model") as File).arrayBuffer()), weights };
+    state = out.get("state") as File;
+    if (report.done) break;
+  }
+  assert.ok(steps.length >= 3, `several rounds (${steps.join(", ")} steps)`);
+  assert.ok(steps.every((s) => s <= 2), `each within max_steps: ${steps.join(", ")}`);
+  // The moving statistics moved across rounds and the state's fingerprint kept up with them.
+  const sent = namedWeights(r.model.modelJson, r.model.weights);
+  const back = namedWeights(model.modelJson, model.weights);
+  assert.notDeepEqual(
+    back.get("block1_conv1_bn/moving_mean"),
+    sent.get("block1_conv1_bn/moving_mean"),
+  );
+  // The last model with only one moving statistic nudged is refused with the last state: the
+  // state's fingerprint covers the moving statistics, not only the trainable weights.
+  const res = await app.request("/v1/purify/rounds", {
+    method: "POST",
+    body: (() => {
+      const f = form(nudged(model, "block2_conv1_bn/moving_mean"), {
+        images: [r.extra.x, r.extra.shape],
+        labels: r.extra.y,
+        params: { max_steps: 2 },
+      });
+      f.append("state", state!, "state.json");
+      return f;
+    })(),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 422, JSON.stringify(body));
+  assert.match(body.error.message, /not the one the previous round returned/);
   assert.equal(engineTensors(app), before, "no tensor left in the engine");
 });
