@@ -5,8 +5,9 @@
 #
 #   part 1 (about 5 min): tests/webgpu on the GPU; bench/webgpu_check.ts (ours vs stock vs PyTorch
 #     CUDA, both models, batches 32 and 256); bench/webgpu_kernels.ts; bench/webgpu_flags.ts;
-#   part 2 (about 9 min): bench/webgpu_http.ts on the lab (detect, evaluate, the default-schedule
-#     purification through HTTP, evaluate) on webgpu, then as much of the wasm run as fits.
+#   part 2 (at most 7 min): bench/webgpu_http.ts on the lab (detect, evaluate, the default-schedule
+#     purification through HTTP, evaluate) on webgpu;
+#   part wasm: the same flow on wasm, for the ratio (run it here, on the same lab: it needs no GPU).
 #
 #   device run, carry [".gpu"]:  bash bench/gpu_session.sh "$OUT" 1   (then again with 2)
 #   here, to try the mechanics on llvmpipe:  bash bench/gpu_session.sh out/gpu quick
@@ -15,8 +16,8 @@
 # device returns 8), the purified models stay under out/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: gpu_session.sh OUT_DIR 1|2|quick}
-part=${2:?usage: gpu_session.sh OUT_DIR 1|2|quick}
+out=${1:?usage: gpu_session.sh OUT_DIR 1|2|wasm|quick}
+part=${2:?usage: gpu_session.sh OUT_DIR 1|2|wasm|quick}
 mkdir -p "$out"
 log() { echo "[$(date +%T)] $*" | tee -a "$out/session.log"; }
 
@@ -63,9 +64,11 @@ case "$part" in
     step webgpu_flags 60 env BACKEND=webgpu deno run -A bench/webgpu_flags.ts --batch 256 --reps 5
     ;;
   2)
-    step http_webgpu 330 deno run -A bench/webgpu_http.ts out/gpu_kit_lab \
+    step http_webgpu 420 deno run -A bench/webgpu_http.ts out/gpu_kit_lab \
       --out out/http_webgpu
-    step http_wasm 180 deno run -A bench/webgpu_http.ts out/gpu_kit_lab --backend wasm \
+    ;;
+  wasm) # the same flow on wasm (about 450 s on 2 cores): run it where device time is not spent
+    step http_wasm 900 deno run -A bench/webgpu_http.ts out/gpu_kit_lab --backend wasm \
       --out out/http_wasm
     ;;
   quick)
