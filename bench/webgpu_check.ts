@@ -13,7 +13,8 @@
  *
  * Ours and stock are interleaved repeat by repeat in the same process, so drift hits both alike;
  * the first repeat (shader compilation) is not counted and the median of the rest is reported.
- * PyTorch runs after them, in a child process, on the same inputs' shapes (cuDNN autotuned).
+ * PyTorch runs after them, in a child process (`$PYTHON`, default /usr/bin/python3), on the same
+ * inputs' shapes (cuDNN autotuned).
  *
  * Also: agreement with wasm at the smallest batch (logits, input gradient, weights after one SGD
  * step, largest relative difference) for ours and stock, and a per-kernel time profile of our
@@ -245,7 +246,7 @@ async function runTorch(): Promise<TorchReply> {
   if (torchDevice === "none") return { skipped: "--torch-device none" };
   const script = new URL("./webgpu_check_torch.py", import.meta.url).pathname;
   try {
-    const out = await new Deno.Command("/usr/bin/python3", {
+    const out = await new Deno.Command(Deno.env.get("PYTHON") ?? "/usr/bin/python3", {
       args: [
         script,
         "--device",
