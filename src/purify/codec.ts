@@ -51,7 +51,7 @@ export function i32ToBase64(a: Int32Array): string {
  * @throws {ValidationError} bad base64 or a length other than `length` (the state was edited or
  *   belongs to another dataset or model).
  */
-export function base64ToF32(b64: string, length: number, what: string): Float32Array {
+export function base64ToF32(b64: string, length: number | null, what: string): Float32Array {
   const out = new Float32Array(words(b64, length, "float32", what).buffer);
   for (let i = 0; i < out.length; i++) {
     if (!Number.isFinite(out[i])) {
@@ -81,9 +81,9 @@ export function base64ToI32(
 }
 
 /** The bytes of exactly `length` 4-byte values of `kind`. */
-function words(b64: string, length: number, kind: string, what: string): Uint8Array {
+function words(b64: string, length: number | null, kind: string, what: string): Uint8Array {
   const bytes = base64ToBytes(b64, what);
-  if (bytes.length !== length * 4) {
+  if (length === null ? bytes.length % 4 !== 0 : bytes.length !== length * 4) {
     throw new ValidationError(
       `state field '${what}' holds ${bytes.length / 4} ${kind} values; ${length} are required`,
       { field: what, expected: length, got: bytes.length / 4 },

@@ -23,7 +23,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { pgd } from "../attacks/pgd.ts";
-import { UnprocessableError } from "../errors.ts";
+import { UnprocessableError, ValidationError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import { checkLabels } from "../io/label_checks.ts";
 import type { Classifier } from "../model/classifier.ts";
@@ -218,6 +218,8 @@ class RoundWork {
   #trigger: TriggerVars | undefined;
   #teacher: MeanTeacher | undefined;
   #reference: tf.Tensor[] | undefined;
+  /** The non-trainable weights (batch-norm statistics) a reverting stage puts back, train mode. */
+  #referenceFixed: tf.Tensor[] | undefined;
   #cleanCache: Int32Array | undefined;
   #permCache = new Map<string, Int32Array>();
   #units = 0;
@@ -245,6 +247,22 @@ class RoundWork {
     }
     if (st.teacher) this.#teacher = MeanTeacher.fromFlat(vars, st.teacher);
     if (st.reference) this.#reference = unflatten(vars, st.reference);
+    if (st.reference_fixed) {
+      const fixed = this.#fixedVars;
+      const size = fixed.reduce((n, v) => n + v.size, 0);
+      if (st.reference_fixed.length !== size) {
+        throw new ValidationError(
+          `state field 'reference_fixed' holds ${st.reference_fixed.length} values; the model ` +
+            `has ${size} non-trainable weights`,
+        );
+      }
+      this.#referenceFixed = unflatten(fixed, st.reference_fixed);
+    }
+  }
+
+  /** The model's non-trainable weights: batch norm's moving statistics, which training moves. */
+  get #fixedVars(): tf.Variable[] {
+    return this.clf.model.nonTrainableWeights.map((w) => w.read() as tf.Variable);
   }
 
   get #training(): boolean {
@@ -512,6 +530,10 @@ class RoundWork {
       if (stage.unlearn.anchor_l1 > 0 || stage.revert) {
         this.#reference = this.vars.map((v) => tf.clone(v));
       }
+      // Only training mode moves them (tfjs updates them inside apply(training: true)).
+      if (stage.revert && this.#training && this.#fixedVars.length > 0) {
+        this.#referenceFixed = this.#fixedVars.map((v) => tf.clone(v));
+      }
       if (isMultiProbe(stage)) {
         this.st.probe = {
           base_membership: this.st.membership.slice(),
@@ -623,6 +645,8 @@ class RoundWork {
   #revert(stage: string): void {
     const ref = this.#reference!;
     tf.tidy(() => this.vars.forEach((v, i) => v.assign(ref[i])));
+    const fixed = this.#referenceFixed;
+    if (fixed) tf.tidy(() => this.#fixedVars.forEach((v, i) => v.assign(fixed[i])));
     this.#events.push({ event: "revert", stage });
   }
 
@@ -745,6 +769,9 @@ class RoundWork {
     if (this.#reference) tf.dispose(this.#reference);
     this.#reference = undefined;
     this.st.reference = null;
+    if (this.#referenceFixed) tf.dispose(this.#referenceFixed);
+    this.#referenceFixed = undefined;
+    delete this.st.reference_fixed;
   }
 
   /** Drops the SGD momentum: a stage, a scoring pass and each probe attempt start without. */
@@ -760,6 +787,7 @@ class RoundWork {
     if (this.#sgd) st.momentum = await this.#sgd.export();
     if (this.#teacher) st.teacher = await this.#teacher.export();
     if (this.#reference) st.reference = await flatWeights(this.#reference);
+    if (this.#referenceFixed) st.reference_fixed = await flatWeights(this.#referenceFixed);
     if (this.#trigger && st.trigger) st.trigger.arrays = await triggerArrays(this.#trigger);
     st.fingerprints = { ...st.fingerprints, current_model: await modelFingerprint(this.clf) };
     st.rounds++;
@@ -816,5 +844,6 @@ class RoundWork {
     this.#stamps.dispose();
     this.#teacher?.dispose();
     if (this.#reference) tf.dispose(this.#reference);
+    if (this.#referenceFixed) tf.dispose(this.#referenceFixed);
   }
 }

@@ -198,6 +198,10 @@ export const StateSchema = z.object({
   momentum: b64.nullable(),
   teacher: b64.nullable(),
   reference: b64.nullable(),
+  reference_fixed: b64.optional().describe(
+    "the model's non-trainable weights (batch-norm moving statistics) when a reverting stage " +
+      "began, in train_mode train; absent otherwise",
+  ),
   timing: z.record(z.string().max(32), z.number().min(0)).refine(
     (t) => Object.keys(t).length <= 64,
     "at most 64 timing entries",
@@ -231,6 +235,7 @@ type ArrayFields =
   | "momentum"
   | "teacher"
   | "reference"
+  | "reference_fixed"
   | "trigger"
   | "probe"
   | "evidence"
@@ -256,6 +261,11 @@ export interface RoundState extends Omit<Unsealed, ArrayFields> {
   momentum: Float32Array | null;
   teacher: Float32Array | null;
   reference: Float32Array | null;
+  /**
+   * The non-trainable weights a reverting stage restores too (train_mode train: batch norm moves
+   * its moving statistics while training); their count is checked against the model by the round.
+   */
+  reference_fixed?: Float32Array;
   /** The reconstructed trigger, with its Adam moments. */
   trigger: LiveTrigger | null;
   probe: {
@@ -517,7 +527,7 @@ function checkCursor(state: PurifyState): void {
 
 function decodeState(state: PurifyState): RoundState {
   const { n, num_classes: k, params } = state.dataset;
-  const { checksum: _checksum, ...fields } = state;
+  const { checksum: _checksum, reference_fixed: fixed, ...fields } = state;
   const infected = base64ToF32(state.infected_logits, n * k, "infected_logits");
   const current = state.current_logits === null
     ? null
@@ -544,6 +554,9 @@ function decodeState(state: PurifyState): RoundState {
     momentum: flat(state.momentum, "momentum"),
     teacher: flat(state.teacher, "teacher"),
     reference: flat(state.reference, "reference"),
+    ...(fixed === undefined
+      ? {}
+      : { reference_fixed: base64ToF32(fixed, null, "reference_fixed") }),
     trigger: null,
     evidence: null,
     stamps: null,
@@ -642,6 +655,8 @@ export function encodeState(live: RoundState): Unsealed {
     momentum: orNull(live.momentum, f32),
     teacher: orNull(live.teacher, f32),
     reference: orNull(live.reference, f32),
+    // Absent, not null, when unused: states without batch norm keep their exact old form.
+    reference_fixed: live.reference_fixed === undefined ? undefined : f32(live.reference_fixed),
     trigger: t && {
       target: t.target,
       mask_logits: f32(t.arrays.maskLogits),
