@@ -30,13 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def cnn():
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
-    )
+# The small CNN and PGD of bench/torch_workloads.py, beside this file.
+from torch_workloads import cnn, pgd
 
 
 def vgg_bn(width):
@@ -52,18 +47,6 @@ def vgg_bn(width):
         layers.append(nn.MaxPool2d(2))
     layers += [nn.Flatten(), nn.Linear(cin * 4 * 4, 10)]
     return nn.Sequential(*layers)
-
-
-def pgd(model, x, y, steps, eps=8 / 255, alpha=2 / 255):
-    adv = x.clone()
-    for _ in range(steps):
-        adv.requires_grad_(True)
-        loss = F.cross_entropy(model(adv), y)
-        (g,) = torch.autograd.grad(loss, adv)
-        with torch.no_grad():
-            adv = adv + alpha * g.sign()
-            adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
-    return adv.detach()
 
 
 def main():
@@ -105,7 +88,7 @@ def main():
 
             def run_pgd():
                 model.eval()
-                pgd(model, x, y, a.steps)
+                pgd(model, x, y, 8 / 255, 2 / 255, a.steps)
 
             def run_sgd():
                 model.train()

@@ -26,9 +26,12 @@ export const DEFAULT_CNN: CnnSize = { filters: [32, 64], dense: 128 };
 /** A narrower net for the small synthetic images: trains in seconds. */
 export const SMALL_CNN: CnnSize = { filters: [8, 16], dense: 32 };
 
-/** Mixes a seed and a layer index into a tfjs initializer seed. */
-function layerSeed(seed: number, layer: number): number {
-  return new Rng(seed, 0x1a7e + layer).uint32() % 2147483647;
+/**
+ * Mixes a seed and a layer index into a tfjs initializer seed; `stream` keeps two architectures'
+ * seeds apart (default 0x1a7e, the CNN's).
+ */
+export function layerSeed(seed: number, layer: number, stream = 0x1a7e): number {
+  return new Rng(seed, stream + layer).uint32() % 2147483647;
 }
 
 /**

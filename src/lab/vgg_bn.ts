@@ -20,7 +20,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ValidationError } from "../errors.ts";
-import { Rng } from "../random/rng.ts";
+import { layerSeed } from "./train.ts";
 
 /** Width of a {@link buildVggBn} network: filters of the first block (then 2w, 4w). */
 export interface VggSize {
@@ -36,9 +36,8 @@ export const SMALL_VGG: VggSize = { width: 8 };
 /** Batch norm's momentum and epsilon, Keras's defaults (PyTorch: momentum 0.01 in its sense). */
 export const VGG_BN_MOMENTUM = 0.99, VGG_BN_EPSILON = 1e-3;
 
-function layerSeed(seed: number, layer: number): number {
-  return new Rng(seed, 0x766 + layer).uint32() % 2147483647;
-}
+/** The VGG's initializer seeds: {@link layerSeed} on a stream of their own. */
+const vggSeed = (seed: number, layer: number) => layerSeed(seed, layer, 0x766);
 
 /**
  * Builds the network above for `inputShape` (height and width divisible by 8, at least 8) and
@@ -72,7 +71,7 @@ export function buildVggBn(
         kernelSize: 3,
         padding: "same",
         useBias: false,
-        kernelInitializer: tf.initializers.glorotUniform({ seed: layerSeed(seed, layer++) }),
+        kernelInitializer: tf.initializers.glorotUniform({ seed: vggSeed(seed, layer++) }),
       }));
       model.add(tf.layers.batchNormalization({
         name: `${name}_bn`,
@@ -87,7 +86,7 @@ export function buildVggBn(
   model.add(tf.layers.dense({
     name: "logits",
     units: numClasses,
-    kernelInitializer: tf.initializers.glorotUniform({ seed: layerSeed(seed, layer) }),
+    kernelInitializer: tf.initializers.glorotUniform({ seed: vggSeed(seed, layer) }),
   }));
   return model;
 }
