@@ -13,6 +13,7 @@ import {
   saveBundle,
 } from "../io/model_bundle.ts";
 import type { Classifier, Preprocess } from "./classifier.ts";
+import { pruneConvGradients } from "./conv_grad_path.ts";
 import { MIN_STD } from "./preprocess_schema.ts";
 import { MAX_JSON_DEPTH } from "../io/json_guard.ts";
 import {
@@ -451,6 +452,8 @@ export async function loadClassifier(
     budgetOf(planActivations(modelTopology as JsonObject), DEFAULT_MAX_ACTIVATION_BYTES, true);
   checkActivationBudget(parsed, 1);
   const { model, initializers } = await loadModel({ ...artifacts, modelTopology });
+  // Input gradients of linear (batch-norm) convolutions no longer pay for filter gradients.
+  pruneConvGradients(model);
 
   let inputShape: [number, number, number];
   let k: number;
