@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
 import {
   BATCH_MAXIMA,
   batchDefaultText,
@@ -11,9 +12,13 @@ import {
 } from "../../src/model/batch_defaults.ts";
 import {
   type ActivationBudget,
+  budgetOf,
+  DEFAULT_MAX_ACTIVATION_BYTES,
   maxBatchFor,
   planActivations,
 } from "../../src/io/activation_budget.ts";
+import { buildCnn } from "../../src/lab/train.ts";
+import { buildVggBn } from "../../src/lab/vgg_bn.ts";
 import { parseBundle } from "../../src/io/model_bundle.ts";
 import { parseNpy } from "../../src/io/npy.ts";
 import type { ImageBatch } from "../../src/io/images.ts";
@@ -111,6 +116,34 @@ Deno.test("batch defaults: webgpu is larger and clamped to the activation budget
   assert.equal(resolveBatchSize("pud_detect", undefined, "webgpu", clf, true), 128);
   assert.equal(defaultBatchSize("pud_detect", "webgpu", 5), 128);
   assert.equal(batchDefaultText("pud_detect"), "default: 128 on every backend");
+});
+
+Deno.test("batch defaults: on the lab's models at the default budget, the small CNN gets 1024 on webgpu and the VGG-BN net what fits", async () => {
+  await setupBackend();
+  const before = tf.memory().numTensors;
+  const models = [
+    buildCnn([28, 28, 1], 10, 1),
+    buildVggBn([32, 32, 3], 10, 1),
+  ];
+  try {
+    const [cnn, vgg] = models.map((m) => {
+      const plan = planActivations(JSON.parse(JSON.stringify(m.toJSON(null, false))));
+      return budgetOf(plan, DEFAULT_MAX_ACTIVATION_BYTES, true);
+    });
+    // 1024 images of the small CNN with gradients fit in the default 1 GiB.
+    assert.ok(maxBatchFor(cnn) >= 1024, `${maxBatchFor(cnn)}`);
+    assert.equal(defaultBatchSize("attack", "webgpu", maxBatchFor(cnn)), 1024);
+    // The VGG-BN net (width 64, 32×32×3) does not: the largest batch that does, twice that
+    // forward-only; wasm keeps 128 either way.
+    const back = maxBatchFor(vgg), fwd = maxBatchFor({ ...vgg, backward: false });
+    assert.ok(back < 1024 && fwd < 1024 && fwd >= 2 * back, `${back} ${fwd}`);
+    assert.equal(defaultBatchSize("attack", "webgpu", back), back);
+    assert.equal(defaultBatchSize("detect", "webgpu", fwd), fwd);
+    assert.equal(defaultBatchSize("attack", "wasm", back), 128);
+  } finally {
+    models.forEach((m) => m.dispose());
+  }
+  assert.equal(tf.memory().numTensors, before);
 });
 
 // ---- the schemas: batch_size optional, no parse-time default, bounds as before ----
