@@ -30,6 +30,7 @@ import { runEvaluate } from "../../src/metrics/run_evaluate.ts";
 import { DetectParamsSchema } from "../../src/detect/options.ts";
 import { runDetect } from "../../src/detect/run.ts";
 import { LimitExceededError } from "../../src/errors.ts";
+import { activeBackend, type BackendName } from "../../src/tensor/backend.ts";
 import { z } from "zod";
 import {
   assertNoLeak,
@@ -245,11 +246,17 @@ Deno.test("runAttack() on wasm: an omitted batch_size is today's 128, bit for bi
     const explicit = await run({ attack: "pgd", eps: 0.1, steps: 5, seed: 3, batch_size: 128 });
     const other = await run({ attack: "pgd", eps: 0.1, steps: 5, seed: 3, batch_size: 32 });
     assert.equal(omitted.report.params.batch_size, 128);
-    assert.equal(activeDefault.report.params.batch_size, 128);
+    // Without `backend` the one tfjs runs now decides (wasm in the ordinary test run).
+    assert.equal(
+      activeDefault.report.params.batch_size,
+      defaultBatchSize("attack", activeBackend()),
+    );
     assert.equal(explicit.report.params.batch_size, 128);
     assert.equal(other.report.params.batch_size, 32);
     assert.deepEqual(omitted.adversarial, explicit.adversarial);
-    assert.deepEqual(activeDefault.adversarial, explicit.adversarial);
+    if (activeBackend() === "wasm") {
+      assert.deepEqual(activeDefault.adversarial, explicit.adversarial);
+    }
     assert.notDeepEqual(other.adversarial, explicit.adversarial);
   } finally {
     clf.dispose();
@@ -340,6 +347,20 @@ Deno.test("runEvaluate() and runDetect() resolve their defaults by backend and r
     }
     assert.equal((await det({ method: "strip", blends: 2 }, "webgpu")).report.batch_size, 49);
     assert.equal((await det({ method: "spectral", batch_size: 8 }, "webgpu")).report.batch_size, 8);
+    // pud's SGD mini-batch stays 128 on webgpu, not lowered to fit: the same 413 as on wasm.
+    const pud = { method: "pud", max_steps: 2, pgd_steps: 1, finetune_epochs: 1 };
+    assert.equal((await det(pud, "webgpu", roomy)).report.batch_size, 128);
+    for (const backend of ["wasm", "webgpu"] as const) {
+      const before = tf.memory().numTensors;
+      await assert.rejects(
+        runDetect(clf, parts.images, parts.labels, DetectParamsSchema.parse(pud), {
+          maxCost: 1e9,
+          backend,
+        }),
+        LimitExceededError,
+      );
+      assert.equal(tf.memory().numTensors, before, `pud on ${backend} left tensors`);
+    }
   } finally {
     clf.dispose();
     roomy.dispose();
@@ -359,14 +380,20 @@ Deno.test("the replies echo the resolved batch size over HTTP: today's defaults 
     assert.equal(res.status, 200, await res.clone().text());
     return await res.json();
   };
-  assert.equal((await post("/v1/attacks", { attack: "fgsm", eps: 0.05 })).params.batch_size, 128);
+  // The engine's backend decides (wasm here; webgpu when BACKEND says so: the tiny model fits 1024).
+  const engine = (Deno.env.get("BACKEND") ?? "wasm") as BackendName;
+  const want = (kind: BatchKind) => defaultBatchSize(kind, engine);
+  assert.equal(
+    (await post("/v1/attacks", { attack: "fgsm", eps: 0.05 })).params.batch_size,
+    want("attack"),
+  );
   assert.equal(
     (await post("/v1/attacks", { attack: "fgsm", eps: 0.05, batch_size: 8 })).params.batch_size,
     8,
   );
-  assert.equal((await post("/v1/evaluate", {})).batch_size, 256);
+  assert.equal((await post("/v1/evaluate", {})).batch_size, want("evaluate"));
   assert.equal((await post("/v1/evaluate", { batch_size: 5 })).batch_size, 5);
-  assert.equal((await post("/v1/detect", { method: "spectral" })).batch_size, 128);
+  assert.equal((await post("/v1/detect", { method: "spectral" })).batch_size, want("detect"));
   assert.equal((await post("/v1/detect", { method: "spectral", batch_size: 9 })).batch_size, 9);
   for (
     const [path, params] of [
