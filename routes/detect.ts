@@ -53,6 +53,9 @@ export const DetectReply = z.object({
     })).describe("ROC curve points from (0,0) to (1,1)"),
   }).optional().describe("only when the is_poison ground truth was sent"),
   cost: z.number().describe("upper bound of image passes the method needed (MAX_ATTACK_COST unit)"),
+  batch_size: z.int().min(1).describe(
+    "images per forward pass (pud: per SGD mini-batch), as sent or as resolved for the backend",
+  ),
   time_ms: z.number(),
   diagnostics: z.record(z.string(), z.unknown()).optional().describe(
     "method-specific evidence (pud: suspected_classes, all_to_all, evidence per class)",

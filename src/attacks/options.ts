@@ -5,6 +5,7 @@
  * (target vs labels, class counts, cost) live in `run.ts`.
  */
 import { z } from "zod";
+import { BATCH_MAXIMA, batchDefaultText } from "../model/batch_defaults.ts";
 import { PreprocessSchema } from "../model/preprocess_schema.ts";
 import { autoAttackCostPerImage, MEMBERS, VERSIONS } from "./autoattack.ts";
 import { DEFAULT_EPS } from "./types.ts";
@@ -39,8 +40,8 @@ const target = z.union([
 const seed = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0).describe(
   "seeds the random starts; the same seed and batch_size reproduce the same output (default 0)",
 );
-const batchSize = z.number().int().min(1).max(1024).default(128).describe(
-  "images attacked together (default 128)",
+const batchSize = z.number().int().min(1).max(BATCH_MAXIMA.attack).optional().describe(
+  `images attacked together (${batchDefaultText("attack")}; the report's params give the one used)`,
 );
 const earlyStop = z.boolean().default(true).describe(
   "stop changing an image once it succeeds, and stop when all have (default true)",
@@ -168,7 +169,10 @@ export const AttackParamsSchema = z.discriminatedUnion("attack", [
   AutoAttackParamsSchema,
 ]).describe("which attack to run and its options");
 
-/** Parsed params, defaults filled in. */
+/**
+ * Parsed params, defaults filled in but `batch_size`, which `runAttack` resolves by backend
+ * (`src/model/batch_defaults.ts`).
+ */
 export type AttackParams = z.infer<typeof AttackParamsSchema>;
 /** Params as a client may send them (defaults optional). */
 export type AttackParamsInput = z.input<typeof AttackParamsSchema>;

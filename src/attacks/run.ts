@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import { checkLabels } from "../io/label_checks.ts";
+import { resolveBatchSize } from "../model/batch_defaults.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { apgd } from "./apgd.ts";
 import {
@@ -30,6 +31,7 @@ import { pgd } from "./pgd.ts";
 import { deriveSeed } from "../random/rng.ts";
 import { square } from "./square.ts";
 import type { AttackResult, AttackTarget } from "./types.ts";
+import { activeBackend, type BackendName } from "../tensor/backend.ts";
 import { yieldPoint } from "../tensor/yield_point.ts";
 
 export interface RunAttackOptions {
@@ -37,6 +39,11 @@ export interface RunAttackOptions {
   signal?: AbortSignal;
   /** Most image passes ({@link estimateCost}: gradient evaluations or forward passes) the request may need. */
   maxCost: number;
+  /**
+   * The backend the engine runs on, which picks the default `batch_size` (see
+   * `src/model/batch_defaults.ts`); default the one tfjs runs on now.
+   */
+  backend?: BackendName;
 }
 
 export interface ImageReport {
@@ -57,7 +64,8 @@ export interface ImageReport {
 }
 
 export interface AttackReport {
-  params: AttackParams;
+  /** The params the attack ran with, `batch_size` resolved. */
+  params: AttackParams & { batch_size: number };
   n: number;
   /** Fraction of images where the attack succeeded. */
   success_rate: number;
@@ -85,7 +93,9 @@ export interface RunAttackResult {
  *
  * `params.preprocess` is the caller's business: `clf` must already apply it (attacks perturb
  * pixels). Random starts of batch b are seeded with `deriveSeed(seed, b)`, so output depends on
- * `seed` and `batch_size` only.
+ * `seed` and `batch_size` only. An absent `batch_size` is resolved from `opts.backend` and the
+ * model's activation budget (128 on wasm/cpu; up to 1024 on webgpu, see
+ * `src/model/batch_defaults.ts`); the report's `params` carry the value used.
  *
  * @throws {ShapeMismatchError} image shape ≠ the model's input, label or target count ≠ image
  *   count.
@@ -103,6 +113,14 @@ export async function runAttack(
 ): Promise<RunAttackResult> {
   const t0 = performance.now();
   const targets = validate(clf, images, labels, params, opts.maxCost);
+  // Square queries forward passes only; every other attack takes input gradients.
+  const batchSize = resolveBatchSize(
+    "attack",
+    params.batch_size,
+    opts.backend ?? activeBackend(),
+    clf,
+    params.attack !== "square",
+  );
   const [n, h, w, c] = images.shape;
   const per = h * w * c;
   const adversarial = new Float32Array(images.data.length);
@@ -113,9 +131,9 @@ export async function runAttack(
   const members = new Map<Member, MemberReport>();
   let queries = 0;
 
-  for (let start = 0, b = 0; start < n; start += params.batch_size, b++) {
+  for (let start = 0, b = 0; start < n; start += batchSize, b++) {
     await yieldPoint(opts.signal);
-    const m = Math.min(params.batch_size, n - start);
+    const m = Math.min(batchSize, n - start);
     const x = tf.tensor4d(images.data.subarray(start * per, (start + m) * per), [m, h, w, c]);
     const y = tf.tensor1d(labels.subarray(start, start + m), "int32");
     try {
@@ -155,7 +173,7 @@ export async function runAttack(
   }
 
   const report: AttackReport = {
-    params,
+    params: { ...params, batch_size: batchSize },
     n,
     success_rate: 0,
     clean_accuracy: 0,

@@ -5,6 +5,7 @@
  * layer names, cost) live in `run.ts` and the detectors.
  */
 import { z } from "zod";
+import { BATCH_MAXIMA, batchDefaultText } from "../model/batch_defaults.ts";
 import { PreprocessSchema } from "../model/preprocess_schema.ts";
 
 const layer = z.string().min(1).max(256).optional().describe(
@@ -15,8 +16,15 @@ const seed = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0).des
   "seeds every random choice (k-means++, blend partners, eigensolver starts); same seed, same " +
     "result (default 0)",
 );
-const batchSize = z.number().int().min(1).max(1024).default(128).describe(
-  "images per forward pass (default 128)",
+const batchSize = z.number().int().min(1).max(BATCH_MAXIMA.detect).optional().describe(
+  `images per forward pass (${batchDefaultText("detect")}; the report's batch_size gives the ` +
+    "one used)",
+);
+/** pud's batch is the SGD mini-batch of its probe: a method hyperparameter, not by backend. */
+const pudBatchSize = z.number().int().min(1).max(BATCH_MAXIMA.pud_detect).optional().describe(
+  "images per SGD mini-batch of the trigger reconstruction and the probe fine-tune, and per " +
+    `forward pass (${batchDefaultText("pud_detect")}: it changes the result, so it does not ` +
+    "follow the backend)",
 );
 const epsilon = z.number().gt(0).lte(0.5).default(0.1).describe(
   "expected fraction of poisoned images ε; the top_fraction rule flags 1.5·ε of each class " +
@@ -146,6 +154,7 @@ export const PudParamsSchema = z.object({
       "score distribution)",
   ),
   ...common,
+  batch_size: pudBatchSize,
 }).strict();
 
 export const DetectParamsSchema = z.discriminatedUnion("method", [
@@ -156,7 +165,10 @@ export const DetectParamsSchema = z.discriminatedUnion("method", [
   SpectreParamsSchema,
 ]).describe("which poisoned-image detector to run and its options");
 
-/** Parsed params, defaults filled in. */
+/**
+ * Parsed params, defaults filled in but `batch_size`, which `runDetect` resolves by backend
+ * (`src/model/batch_defaults.ts`).
+ */
 export type DetectParams = z.infer<typeof DetectParamsSchema>;
 /** The method names. */
 export type DetectMethod = DetectParams["method"];

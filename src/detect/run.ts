@@ -6,7 +6,9 @@
 import { CostExceededError, ensure, ShapeMismatchError, UnprocessableError } from "../errors.ts";
 import { checkBatchFits, type ImageBatch } from "../io/images.ts";
 import { checkLabels } from "../io/label_checks.ts";
+import { CPU_BATCH_DEFAULTS, resolveBatchSize } from "../model/batch_defaults.ts";
 import type { Classifier } from "../model/classifier.ts";
+import { activeBackend, type BackendName } from "../tensor/backend.ts";
 import { activationClustering } from "./activation_clustering.ts";
 import type { DetectMethod, DetectParams } from "./options.ts";
 import {
@@ -36,6 +38,11 @@ export interface RunDetectOptions {
   purified?: Classifier;
   /** ROC curve points in the report when `isPoison` is given (default 21; 0 for none). */
   rocPoints?: number;
+  /**
+   * The backend the engine runs on, which picks the default `batch_size` (see
+   * `src/model/batch_defaults.ts`); default the one tfjs runs on now.
+   */
+  backend?: BackendName;
 }
 
 export interface DetectReport {
@@ -52,6 +59,8 @@ export interface DetectReport {
   metrics?: DetectionMetrics & { roc: RocPoint[] };
   /** Upper bound of image passes the method needed ({@link estimateDetectCost}). */
   cost: number;
+  /** Images per pass (pud: per SGD mini-batch), as sent or as resolved for the backend. */
+  batch_size: number;
   time_ms: number;
   diagnostics?: Record<string, unknown>;
 }
@@ -72,9 +81,14 @@ export const MIN_IMAGES_PER_CLASS = 10;
  * - strip: one per blend, images × blends;
  * - pud: the estimate of its algorithm in `pud.ts` ({@link estimatePudCost}): the infected
  *   model's logits, trigger reconstruction, the probe fine-tunes (pgd_steps gradient passes and
- *   one training pass per image) and the re-scoring passes.
+ *   one training pass per image) and the re-scoring passes, at `batchSize` (default the
+ *   request's `batch_size`, else pud's {@link CPU_BATCH_DEFAULTS}, the same on every backend).
  */
-export function estimateDetectCost(params: DetectParams, nImages: number): number {
+export function estimateDetectCost(
+  params: DetectParams,
+  nImages: number,
+  batchSize = params.batch_size ?? CPU_BATCH_DEFAULTS.pud_detect,
+): number {
   switch (params.method) {
     case "spectral":
     case "activation-clustering":
@@ -83,7 +97,7 @@ export function estimateDetectCost(params: DetectParams, nImages: number): numbe
     case "strip":
       return nImages * params.blends;
     case "pud":
-      return estimatePudCost(params, nImages, params.batch_size);
+      return estimatePudCost(params, nImages, batchSize);
   }
 }
 
@@ -95,7 +109,10 @@ export function minImages(params: DetectParams): number {
 /**
  * Runs `params.method` on `images` (NHWC in [0,1]) with their (possibly poisoned) `labels`.
  * `params.preprocess` must be the normalisation `clf` applies (feature-space methods read a layer
- * of `clf.model` directly and apply it again themselves).
+ * of `clf.model` directly and apply it again themselves). An absent `batch_size` is resolved
+ * from `opts.backend` and the model's activation budget (128 on wasm/cpu; up to 1024 on webgpu
+ * for the forward-only methods; pud's is an SGD mini-batch, 128 on every backend); the report's
+ * `batch_size` is the one used.
  *
  * @throws {ShapeMismatchError} image shape ≠ the model's input, label or ground-truth count ≠
  *   image count.
@@ -113,8 +130,16 @@ export async function runDetect(
   opts: RunDetectOptions,
 ): Promise<RunDetectResult> {
   const t0 = performance.now();
-  const cost = validate(clf, images, labels, params, opts);
-  const ctx: DetectContext = { signal: opts.signal, batchSize: params.batch_size };
+  const pud = params.method === "pud";
+  const batchSize = resolveBatchSize(
+    pud ? "pud_detect" : "detect",
+    params.batch_size,
+    opts.backend ?? activeBackend(),
+    clf,
+    pud,
+  );
+  const cost = validate(clf, images, labels, params, opts, batchSize);
+  const ctx: DetectContext = { signal: opts.signal, batchSize };
   const result = await dispatch(clf, images, labels, params, ctx, opts.purified);
   const n = images.shape[0];
 
@@ -139,6 +164,7 @@ export async function runDetect(
       ...k,
     })),
     cost,
+    batch_size: batchSize,
     time_ms: 0,
     diagnostics: result.diagnostics,
   };
@@ -160,6 +186,7 @@ function validate(
   labels: Int32Array,
   params: DetectParams,
   opts: RunDetectOptions,
+  batchSize: number,
 ): number {
   const n = images.shape[0];
   checkBatchFits(images, clf.inputShape);
@@ -172,7 +199,7 @@ function validate(
         { n, min: need },
       ),
   );
-  const cost = estimateDetectCost(params, n);
+  const cost = estimateDetectCost(params, n, batchSize);
   ensure(
     cost <= opts.maxCost,
     () =>

@@ -9,6 +9,7 @@ import { z } from "zod";
 import { VERSIONS } from "../attacks/autoattack.ts";
 import { MembersSchema } from "../attacks/options.ts";
 import { DEFAULT_EPS } from "../attacks/types.ts";
+import { BATCH_MAXIMA, batchDefaultText } from "../model/batch_defaults.ts";
 import { PreprocessSchema } from "../model/preprocess_schema.ts";
 import { TriggerSpecSchema } from "../triggers/trigger.ts";
 import { PGD_STEPS, type RobustOptions } from "./robust_accuracy.ts";
@@ -75,8 +76,9 @@ export const EvaluateParamsSchema = z.object({
     'measure robust accuracy: {} or {"attack": "pgd", ...} for PGD-20, ' +
       '{"attack": "autoattack", "version": "fast"} for the ensemble',
   ),
-  batch_size: z.int().min(1).max(4096).default(256).describe(
-    "images per forward pass (default 256)",
+  batch_size: z.int().min(1).max(BATCH_MAXIMA.evaluate).optional().describe(
+    `images per forward pass, and attacked together for robust accuracy ` +
+      `(${batchDefaultText("evaluate")}; the reply's batch_size gives the one used)`,
   ),
   preprocess: PreprocessSchema.optional(),
 }).strict().describe("what to evaluate");

@@ -117,6 +117,9 @@ export const EvaluateReplySchema = z.object({
   backdoor: AsrSchema.optional(),
   robust: RobustSchema.optional(),
   time_ms: z.number().min(0),
+  batch_size: z.int().min(1).describe(
+    "images per forward pass and per attack batch, as sent or as resolved for the backend",
+  ),
   backend: z.string(),
 });
 

@@ -8,12 +8,14 @@
 import { ensembleMinClasses, MEMBERS } from "../attacks/autoattack.ts";
 import { CostExceededError, UnprocessableError } from "../errors.ts";
 import type { ImageBatch } from "../io/images.ts";
+import { resolveBatchSize } from "../model/batch_defaults.ts";
 import type { Classifier } from "../model/classifier.ts";
 import { checkLabels, checkTarget } from "../io/label_checks.ts";
 import { type BackdoorInput, evaluate } from "./evaluate.ts";
 import { attackOptions, type EvaluateParams } from "./evaluate_options.ts";
 import type { EvaluateReply } from "./evaluate_reply.ts";
 import { robustCost } from "./robust_accuracy.ts";
+import { activeBackend, type BackendName } from "../tensor/backend.ts";
 
 /** The request's data parts, as read (the backdoor ones only when sent). */
 export interface EvaluateParts {
@@ -32,6 +34,11 @@ export interface RunEvaluateOptions {
   signal?: AbortSignal;
   /** Most image passes robust accuracy may need (`robustCost`). */
   maxCost: number;
+  /**
+   * The backend the engine runs on, which picks the default `batch_size` (see
+   * `src/model/batch_defaults.ts`); default the one tfjs runs on now.
+   */
+  backend?: BackendName;
 }
 
 /** The backdoor to measure, from params and parts; undefined when none was asked for. */
@@ -91,7 +98,9 @@ function backdoorInput(
 }
 
 /**
- * Evaluates `clf` on the parts as `params` ask.
+ * Evaluates `clf` on the parts as `params` ask. An absent `batch_size` is resolved from
+ * `opts.backend` and the model's activation budget (256 on wasm/cpu; up to 1024 on webgpu, with
+ * gradients counted when robust accuracy is asked for); the reply's `batch_size` is the one used.
  *
  * @throws {UnprocessableError} backdoor parts and params that do not fit together, a target that
  *   is not a class, APGD-T on a model with fewer than 4 classes.
@@ -127,11 +136,18 @@ export async function runEvaluate(
       );
     }
   }
+  const batchSize = resolveBatchSize(
+    "evaluate",
+    params.batch_size,
+    opts.backend ?? activeBackend(),
+    clf,
+    attack !== undefined,
+  );
   const report = await evaluate(clf, {
     test: { images: parts.images, labels: parts.labels },
     backdoor,
     attack,
-  }, { batchSize: params.batch_size, signal: opts.signal });
+  }, { batchSize, signal: opts.signal });
   return {
     clean_accuracy: report.clean.accuracy,
     ...(report.backdoor
@@ -148,5 +164,6 @@ export async function runEvaluate(
       }
       : {}),
     ...report,
+    batch_size: batchSize,
   };
 }

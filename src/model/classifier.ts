@@ -30,4 +30,9 @@ export interface Classifier {
    * classifiers built by hand, which have no budget.
    */
   checkBatch?(n: number, backward?: boolean): void;
+  /**
+   * The largest batch whose activations (with gradients when `backward`; default true) fit the
+   * budget, 0 when not even one image does. Absent on classifiers built by hand (no budget).
+   */
+  maxBatch?(backward?: boolean): number;
 }

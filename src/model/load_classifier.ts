@@ -21,6 +21,7 @@ import {
   budgetOf,
   checkActivationBudget,
   DEFAULT_MAX_ACTIVATION_BYTES,
+  maxBatchFor,
   perSampleBytesOfShapes,
   planActivations,
 } from "../io/activation_budget.ts";
@@ -522,6 +523,9 @@ export async function loadClassifier(
     },
     checkBatch(n: number, backward = tapeOn()) {
       checkActivationBudget({ ...budget, backward }, n);
+    },
+    maxBatch(backward = true) {
+      return maxBatchFor({ ...budget, backward });
     },
     dispose() {
       if (disposed) return;

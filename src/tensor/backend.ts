@@ -165,3 +165,12 @@ export async function initBackend(
   }
   throw new Error(`no tensor backend could start: ${JSON.stringify(skipped)}`);
 }
+
+/**
+ * The backend tfjs runs on now, as one of {@link BACKEND_ORDER}; any other registered name (a
+ * test's own backend) reads as `cpu`, whose defaults are the conservative ones.
+ */
+export function activeBackend(): BackendName {
+  const name = tf.getBackend();
+  return (BACKEND_ORDER as readonly string[]).includes(name) ? name as BackendName : "cpu";
+}

@@ -16,7 +16,6 @@ Deno.test("attack params fill in each attack's documented defaults", () => {
     eps: 8 / 255,
     loss: "ce",
     seed: 0,
-    batch_size: 128,
   });
   const m = parse({ attack: "mifgsm" });
   assert.equal(m.attack === "mifgsm" && m.momentum, 1.0);
@@ -35,7 +34,6 @@ Deno.test("attack params fill in each attack's documented defaults", () => {
     restarts: 1,
     eps: 8 / 255,
     seed: 0,
-    batch_size: 128,
   });
   assert.deepEqual(parse({ attack: "autoattack" }), {
     attack: "autoattack",
@@ -43,7 +41,6 @@ Deno.test("attack params fill in each attack's documented defaults", () => {
     norm: "linf",
     eps: 8 / 255,
     seed: 0,
-    batch_size: 128,
   });
 });
 

@@ -159,7 +159,7 @@ Deno.test("runAttack() reports per image and overall, and leaves no tensor behin
   assert.deepEqual(shape, [20, 8, 8, 1]);
   assert.equal(adversarial.length, b.images.data.length);
   assert.equal(report.n, 20);
-  assert.equal(report.params, p);
+  assert.deepEqual(report.params, p);
   assert.equal(report.images.length, 20);
   assert.ok(report.queries > 0 && report.queries <= 200);
   let ok = 0, clean = 0, robust = 0;

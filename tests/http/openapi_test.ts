@@ -150,6 +150,7 @@ Deno.test("the detect schema refuses a reply that breaks it (a flag of 2, a miss
     threshold: { rule: "fpr", value: 1.5, description: "x" },
     per_class: [{ class: 0, n: 1, flagged: 0 }],
     cost: 1,
+    batch_size: 128,
     time_ms: 3,
     backend: "wasm",
     scores: [0.5],
@@ -160,4 +161,5 @@ Deno.test("the detect schema refuses a reply that breaks it (a flag of 2, a miss
   assert.equal(validate({ ...good, flags: [2] }), false);
   const { scores: _, ...noScores } = good;
   assert.equal(validate(noScores), false);
+  assert.equal(validate({ ...good, batch_size: 0 }), false);
 });

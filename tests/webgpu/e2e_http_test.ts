@@ -39,6 +39,7 @@ Deno.test({
     assert.equal(det.scores.length, 64);
     assert.ok(det.scores.every(Number.isFinite), "finite scores");
     assert.equal(det.flagged, det.flags.filter((f: number) => f === 1).length);
+    assert.equal(det.batch_size, 32, "an explicit batch_size is kept");
 
     const atk = await (await timed(
       "attack",
@@ -51,6 +52,8 @@ Deno.test({
     share(atk.clean_accuracy, "clean_accuracy");
     assert.ok(atk.robust_accuracy <= atk.clean_accuracy);
     assert.ok(atk.success_rate > 0, "PGD at eps 0.1 flips some images");
+    // The webgpu default (the tiny model's budget fits far more than 1024 images).
+    assert.equal(atk.params.batch_size, 1024);
 
     const ev = await (await timed(
       "evaluate",
@@ -62,6 +65,7 @@ Deno.test({
     )).json();
     share(ev.clean_accuracy ?? ev.accuracy, "evaluate clean accuracy");
     share(ev.robust_accuracy, "evaluate robust accuracy");
+    assert.equal(ev.batch_size, 1024);
 
     const f = new FormData();
     f.append("model", blobOf(fixtureBytes("model.json")), "model.json");

@@ -14,6 +14,7 @@ export const attacksOp: Op = async (input, ctx) => {
     const result = await runAttack(clf, images, labels, params, {
       signal: ctx.signal,
       maxCost: input.config.MAX_ATTACK_COST,
+      backend: ctx.backend.name,
     });
     await ctx.guard.check();
     // NaN gradients leave NaN pixels behind; name them rather than ship them.

@@ -30,6 +30,7 @@ export const detectOp: Op = async (input, ctx) => {
     const { result, report } = await runDetect(clf, images, labels, params, {
       signal: ctx.signal,
       maxCost: input.config.MAX_ATTACK_COST,
+      backend: ctx.backend.name,
       isPoison,
       purified,
     });

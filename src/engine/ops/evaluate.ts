@@ -28,6 +28,7 @@ export const evaluateOp: Op = async (input, ctx) => {
     const reply = await runEvaluate(clf, parts, params, {
       signal: ctx.signal,
       maxCost: input.config.MAX_ATTACK_COST,
+      backend: ctx.backend.name,
     });
     await ctx.guard.check();
     const json = { ...reply, backend: ctx.backend.name };
