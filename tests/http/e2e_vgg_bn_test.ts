@@ -16,6 +16,10 @@ import { SMALL_VGG } from "../../src/lab/vgg_bn.ts";
 import { blobOf, engineTensors, setupBackend, testApp } from "../_helpers.ts";
 import { tinySchedule } from "../purify/synthetic_backdoor.ts";
 
+// The VGG runs below take seconds on wasm and minutes on the pure-JS cpu backend; CI runs them on
+// wasm, and the cpu pass keeps the kernel and model tests that are about the backend.
+const SLOW_ON_CPU = Deno.env.get("BACKEND") === "cpu";
+
 let lab: Promise<LabResult> | undefined;
 /** One lab run per test process: 400 training images, 1 epoch (a few seconds on wasm). */
 function vggLab(): Promise<LabResult> {
@@ -90,7 +94,11 @@ function nudged(model: LabResult["model"], name: string): LabResult["model"] {
 const share = (v: unknown, what: string) =>
   assert.ok(typeof v === "number" && v >= 0 && v <= 1, `${what} = ${v}`);
 
-Deno.test("a lab-trained VGG-BN bundle: detect, a PGD attack, evaluate and a purification round over HTTP, all 200", async () => {
+Deno.test({
+  name:
+    "a lab-trained VGG-BN bundle: detect, a PGD attack, evaluate and a purification round over HTTP, all 200",
+  ignore: SLOW_ON_CPU,
+}, async () => {
   const r = await vggLab();
   const app = await testApp();
   const before = engineTensors(app);
@@ -154,7 +162,11 @@ Deno.test("a lab-trained VGG-BN bundle: detect, a PGD attack, evaluate and a pur
   assert.equal(engineTensors(app), before, "no tensor left in the engine");
 });
 
-Deno.test("a purification round keeps VGG-BN's moving statistics in inference mode and moves them in train mode", async () => {
+Deno.test({
+  name:
+    "a purification round keeps VGG-BN's moving statistics in inference mode and moves them in train mode",
+  ignore: SLOW_ON_CPU,
+}, async () => {
   const r = await vggLab();
   const app = await testApp();
   const before = engineTensors(app);
@@ -208,7 +220,11 @@ Deno.test("a purification round keeps VGG-BN's moving statistics in inference mo
   assert.equal(engineTensors(app), before, "no tensor left in the engine");
 });
 
-Deno.test("train-mode rounds of a VGG-BN chain over HTTP: each round takes the last one's model and state", async () => {
+Deno.test({
+  name:
+    "train-mode rounds of a VGG-BN chain over HTTP: each round takes the last one's model and state",
+  ignore: SLOW_ON_CPU,
+}, async () => {
   const r = await vggLab();
   const app = await testApp();
   const before = engineTensors(app);

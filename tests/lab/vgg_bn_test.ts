@@ -14,6 +14,10 @@ import { loadClassifier } from "../../src/model/load_classifier.ts";
 import { applyTrigger, parseTriggerSpec } from "../../src/triggers/trigger.ts";
 import { assertNoLeak, setupBackend } from "../_helpers.ts";
 
+// The VGG runs below take seconds on wasm and minutes on the pure-JS cpu backend; CI runs them on
+// wasm, and the cpu pass keeps the kernel and model tests that are about the backend.
+const SLOW_ON_CPU = Deno.env.get("BACKEND") === "cpu";
+
 /** The service's own bundle limits at their defaults (what a deployment would apply). */
 function serviceLimits(): BundleLimits {
   const c = loadConfig({});
@@ -225,7 +229,10 @@ Deno.test("every trigger type stamps 32×32×3 images, all channels at once for 
   }
 });
 
-Deno.test("a small vgg-bn lab on synthetic 32×32×3 learns, reports ASR, and saves what it measured", async () => {
+Deno.test({
+  name: "a small vgg-bn lab on synthetic 32×32×3 learns, reports ASR, and saves what it measured",
+  ignore: SLOW_ON_CPU,
+}, async () => {
   await setupBackend();
   const opts = {
     dataset: "synthetic",
