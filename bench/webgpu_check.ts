@@ -25,7 +25,7 @@
  *     [--models cnn,vgg] [--vgg-width 64] [--torch-device auto|cuda|cpu|none]
  *     [--out out/webgpu_check.json] [--quick]
  *
- * `--quick` (batches 4,8, one repeat, VGG width 8, PyTorch on the CPU) proves the check runs on
+ * `--quick` (defaults of batches 4,8, one repeat, VGG width 8, PyTorch on the CPU) proves the check runs on
  * a GPU-less host; its figures are llvmpipe's and say nothing about a GPU.
  * Only `await t.data()` is used: synchronous reads crash the WebGPU backend under Deno.
  */
@@ -41,21 +41,21 @@ import { smallCnn } from "./small_cnn.ts";
 
 const { values: args } = parseArgs({
   options: {
-    batches: { type: "string", default: "32,256" },
-    reps: { type: "string", default: "5" },
+    batches: { type: "string" },
+    reps: { type: "string" },
     steps: { type: "string", default: "10" },
     models: { type: "string", default: "cnn,vgg" },
-    "vgg-width": { type: "string", default: "64" },
+    "vgg-width": { type: "string" },
     "torch-device": { type: "string", default: "auto" },
     out: { type: "string", default: "out/webgpu_check.json" },
     quick: { type: "boolean", default: false },
   },
 });
 const quick = args.quick;
-const batches = (quick ? "4,8" : args.batches).split(",").map(Number);
-const reps = quick ? 1 : Number(args.reps);
+const batches = (args.batches ?? (quick ? "4,8" : "32,256")).split(",").map(Number);
+const reps = Number(args.reps ?? (quick ? 1 : 5));
 const steps = Number(args.steps);
-const vggWidth = quick ? 8 : Number(args["vgg-width"]);
+const vggWidth = Number(args["vgg-width"] ?? (quick ? 8 : 64));
 const torchDevice = quick && args["torch-device"] === "auto" ? "cpu" : args["torch-device"];
 const models = args.models.split(",") as ModelKind[];
 if (batches.some((b) => !Number.isInteger(b) || b < 1) || !(reps >= 1) || !(steps >= 1)) {
